@@ -1,0 +1,1 @@
+"""TFDS builders: MTA-Tools and the external tool-selection benchmarks."""

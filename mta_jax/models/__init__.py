@@ -1,0 +1,6 @@
+"""Backbones: the pretrained MiniLM sentence encoder (Flax NNX)."""
+
+from mta_jax.models.bert import BertConfig, BertEncoder, TopLayers, mean_pool, top_layers
+from mta_jax.models.encoder import TextEncoder
+from mta_jax.models.tokenizer import BUCKETS, Tokenizer, bucket_for
+from mta_jax.models.weights import WeightsNotFoundError, load_minilm, minilm_dir
