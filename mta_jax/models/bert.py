@@ -80,6 +80,18 @@ class Embeddings(nnx.Module):
     return self.norm(x)
 
 
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+  """Softmax attention, (B, T, heads, d) inputs, (B, T) key mask.
+
+  Written out rather than ``jax.nn.dot_product_attention``: that one computes the logits with
+  ``preferred_element_type=float32``, which breaks float64 gradient checks, and plain einsums
+  are differentiable to any order on every backend.
+  """
+  scores = jnp.einsum("bqnd,bknd->bnqk", q, k) * (q.shape[-1] ** -0.5)
+  scores = jnp.where(mask[:, None, None, :].astype(bool), scores, jnp.finfo(scores.dtype).min)
+  return jnp.einsum("bnqk,bknd->bqnd", jax.nn.softmax(scores, axis=-1), v)
+
+
 class Layer(nnx.Module):
   """One post-LayerNorm transformer block (self-attention, exact-GELU MLP)."""
 
@@ -101,9 +113,7 @@ class Layer(nnx.Module):
     n = self.num_heads
     split = lambda y: y.reshape(-1, t, n, h // n)
     q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-    keep = mask.reshape(-1, 1, 1, t).astype(bool)
-    # implementation='xla' keeps the attention differentiable to any order on every backend.
-    ctx = jax.nn.dot_product_attention(q, k, v, mask=keep, implementation="xla")
+    ctx = attention(q, k, v, mask.reshape(-1, t))
     x = self.attn_norm(x + self.attn_out(ctx.reshape(*lead, t, h)))
     y = self.ffn_out(jax.nn.gelu(self.ffn_in(x), approximate=False))
     return self.ffn_norm(x + y)
