@@ -1,0 +1,54 @@
+"""Builds the project's TFDS datasets as array_record (no TensorFlow needed).
+
+    python -m datasets_tfds.build --data_dir=tfds_data [--datasets=mta_tools,metatool]
+        [--manual_root=../shared/external_data]
+
+Another project then reads them with ``tfds.data_source("mta_tools/qa", data_dir=...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+
+import tensorflow_datasets as tfds
+
+ALL = ("mta_tools",)
+EXTERNAL_FOLDERS = {"metatool": "metatool", "api_bank": "api_bank", "toolalpaca": "toolalpaca",
+                    "apibench": "gorilla_apibench"}
+DEFAULT_MANUAL_ROOT = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / (
+    "external_data")
+
+
+def build(name: str, data_dir: str, manual_root: pathlib.Path = DEFAULT_MANUAL_ROOT,
+          configs=("qa", "tools")) -> list[tfds.core.DatasetBuilder]:
+  """Builds every config of dataset ``name`` into ``data_dir``; returns the builders."""
+  module = importlib.import_module(f"datasets_tfds.{name}")
+  builders = []
+  for config in configs:
+    builder = module.Builder(config=config, data_dir=data_dir, file_format="array_record")
+    dl_config = None
+    if name in EXTERNAL_FOLDERS:
+      dl_config = tfds.download.DownloadConfig(
+          manual_dir=str(manual_root / EXTERNAL_FOLDERS[name]))
+    builder.download_and_prepare(download_config=dl_config)
+    builders.append(builder)
+  return builders
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--data_dir", required=True)
+  ap.add_argument("--datasets", default=",".join(ALL))
+  ap.add_argument("--manual_root", default=str(DEFAULT_MANUAL_ROOT))
+  args = ap.parse_args()
+  for name in args.datasets.split(","):
+    for b in build(name, str(pathlib.Path(args.data_dir).resolve()), pathlib.Path(
+        args.manual_root)):
+      print(f"{b.info.full_name}: " + ", ".join(
+          f"{k}={v.num_examples}" for k, v in b.info.splits.items()))
+
+
+if __name__ == "__main__":
+  main()

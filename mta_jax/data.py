@@ -1,0 +1,157 @@
+"""Datasets in the shared schema -> tool documents, views, query lists and episode pools.
+
+Every dataset of the project (``mta_tools`` and the external benchmarks) is released by TFDS in
+one schema (``datasets_tfds/schema.py``), so one loader serves all. ``load`` reads a built
+dataset with ``tfds.data_source`` (no TensorFlow, no builder code); ``from_jsonl`` reads MTA-Tools'
+committed JSONL directly (tests, the dataset card).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from mta_jax.episodes import ToolPool
+
+KNOWN = ("mta_tools", "metatool", "api_bank", "toolalpaca", "apibench")
+SPLITS = ("train", "validation", "test")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+  """A dataset that is unknown or not yet built."""
+
+
+@dataclasses.dataclass
+class Tool:
+  index: int
+  name: str
+  description: str
+  parameters: dict
+  group: str
+  split: str
+
+  def document(self) -> str:
+    """The tool's main document: name, description, parameters (what a model reads)."""
+    name = self.name.replace("_", " ")
+    params = self.parameters.get("properties", {}) if isinstance(self.parameters, dict) else {}
+    text = f"{name}: {self.description}"
+    if params:
+      text += " Parameters: " + "; ".join(
+          f"{k} ({v.get('description', v.get('type', ''))})".strip() for k, v in params.items())
+    return text
+
+  def views(self, max_views: int) -> list[str]:
+    """Labelled documentation views for 0-shot adaptation: name, description, parameters."""
+    params = self.parameters.get("properties", {}) if isinstance(self.parameters, dict) else {}
+    views = [self.name.replace("_", " ").replace(".", " "), self.description]
+    views += [f"{self.name.replace('_', ' ')} {k.replace('_', ' ')}: {v.get('description', '')}"
+              for k, v in params.items()]
+    return [v for v in views if v.strip()][:max_views]
+
+
+@dataclasses.dataclass
+class Query:
+  id: str
+  text: str
+  tool: int
+  split: str
+  style: str = ""
+  candidates: tuple[str, ...] = ()
+  tags: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass
+class ToolDataset:
+  """Tools and queries of one dataset, with index helpers for episodes."""
+
+  name: str
+  tools: list[Tool]
+  queries: list[Query]
+
+  def __post_init__(self):
+    self.tool_by_name = {t.name: t for t in self.tools}
+    groups = sorted({t.group for t in self.tools})
+    self.group_ids = {g: i for i, g in enumerate(groups)}
+
+  def tool_indices(self, split: str | None = None) -> np.ndarray:
+    return np.array([t.index for t in self.tools if split is None or t.split == split], np.int32)
+
+  def query_indices(self, split: str | None = None) -> np.ndarray:
+    return np.array([i for i, q in enumerate(self.queries) if split is None or q.split == split],
+                    np.int32)
+
+  def documents(self, n_views: int) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+    """All document texts, the row of each tool's main document, and each tool's view rows."""
+    texts, main, views = [], [], []
+    for t in self.tools:
+      main.append(len(texts))
+      texts.append(t.document())
+      vs = t.views(n_views)
+      views.append(np.arange(len(texts), len(texts) + len(vs), dtype=np.int32))
+      texts.extend(vs)
+    return texts, np.array(main, np.int32), views
+
+  def pool(self, tools: Sequence[int], main_doc: np.ndarray, view_rows: list[np.ndarray],
+           query_split: str | None = None) -> ToolPool:
+    """An episode pool over ``tools`` (dataset indices) with their queries and views."""
+    by_tool: dict[int, list[int]] = {int(t): [] for t in tools}
+    for i, q in enumerate(self.queries):
+      if q.tool in by_tool and (query_split is None or q.split == query_split):
+        by_tool[q.tool].append(i)
+    return ToolPool.build(
+        doc=main_doc[list(tools)], group=[self.group_ids[self.tools[t].group] for t in tools],
+        queries_by_tool=[np.array(by_tool[int(t)], np.int32) for t in tools],
+        views_by_tool=[view_rows[t] for t in tools])
+
+
+def _text(v) -> str:
+  return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+
+def load(name: str, data_dir: str | pathlib.Path) -> ToolDataset:
+  """Reads ``name``'s ``tools`` and ``qa`` configs from a TFDS ``data_dir`` (array_record)."""
+  if name not in KNOWN:
+    import difflib  # pylint: disable=import-outside-toplevel
+    hint = difflib.get_close_matches(name, KNOWN, n=1)
+    raise DatasetNotFoundError(f"unknown dataset {name!r}" + (
+        f" (did you mean {hint[0]!r}?)" if hint else "") + f"; known: {', '.join(KNOWN)}")
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(data_dir)
+  if not (root / name / "qa").exists() or not (root / name / "tools").exists():
+    raise DatasetNotFoundError(
+        f"dataset {name!r} is not built in {root}: build it with "
+        f"`python -m datasets_tfds.build --data_dir={root} --datasets={name}` (or `make data`)")
+  tools_src = tfds.data_source(f"{name}/tools", data_dir=str(root))
+  tools = []
+  for split in tools_src:
+    for ex in tools_src[split]:
+      tools.append(Tool(int(ex["index"]), _text(ex["name"]), _text(ex["description"]),
+                        json.loads(_text(ex["parameters"]) or "{}"), _text(ex["group"]),
+                        _text(ex["split"])))
+  tools.sort(key=lambda t: t.index)
+  qa_src = tfds.data_source(f"{name}/qa", data_dir=str(root))
+  queries = []
+  for split in SPLITS:
+    if split not in qa_src:
+      continue
+    for ex in qa_src[split]:
+      queries.append(Query(_text(ex["id"]), _text(ex["query"]), int(ex["tool_index"]), split,
+                           _text(ex["style"]), tuple(_text(c) for c in ex["candidates"]),
+                           tuple(_text(c) for c in ex["tags"])))
+  return ToolDataset(name, tools, queries)
+
+
+def from_jsonl(data_dir: str | pathlib.Path) -> ToolDataset:
+  """MTA-Tools from its released JSONL (``datasets_tfds/mta_tools/data``)."""
+  root = pathlib.Path(data_dir)
+  tools = [json.loads(l) for l in (root / "tools.jsonl").read_text("utf-8").splitlines() if l]
+  qa = [json.loads(l) for l in (root / "qa.jsonl").read_text("utf-8").splitlines() if l]
+  return ToolDataset(
+      "mta_tools",
+      [Tool(t["index"], t["name"], t["description"], t["parameters"], t["domain"], t["split"])
+       for t in tools],
+      [Query(q["id"], q["query"], q["tool_index"], q["split"], q["style"]) for q in qa])
