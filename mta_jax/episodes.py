@@ -140,9 +140,12 @@ def sample_episodes(rng: np.random.Generator, pool: ToolPool, spec: EpisodeSpec,
   pick = _choose(rng, valid_q, kq)  # (E, N, K+Q) columns of pool.queries
   qidx = np.take_along_axis(pool.queries[tools], pick, -1)
   qok = qidx >= 0
-  valid_v = np.arange(pool.views.shape[1])[None, None, :] < pool.n_views[tools][..., None]
+  views = pool.views
+  if views.shape[1] < spec.n_views:  # fewer views than asked: pad, the padding is masked
+    views = np.pad(views, ((0, 0), (0, spec.n_views - views.shape[1])), constant_values=-1)
+  valid_v = np.arange(views.shape[1])[None, None, :] < pool.n_views[tools][..., None]
   vpick = _choose(rng, valid_v, spec.n_views)
-  vidx = np.take_along_axis(pool.views[tools], vpick, -1) if spec.n_views else vpick
+  vidx = np.take_along_axis(views[tools], vpick, -1) if spec.n_views else vpick
   vok = vidx >= 0 if spec.n_views else np.zeros(vidx.shape, bool)
   return {
       "tool_ids": tools.astype(np.int32),

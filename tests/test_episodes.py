@@ -1,0 +1,104 @@
+"""Episode sampling (numpy) and the evaluation protocol's candidate sets."""
+
+import numpy as np
+import pytest
+
+from mta_jax import data, episodes, evaluation, synthetic
+from datasets_tfds.mta_tools import synthesize
+
+
+@pytest.fixture(scope="module")
+def pool():
+  _, p = synthetic.make_task_family(synthetic.SyntheticSpec(n_tools=30, n_groups=3,
+                                                            queries_per_tool=8), 8)
+  return p
+
+
+@pytest.mark.parametrize("mode", ["sd", "cd"])
+def test_episodes_are_well_formed(pool, mode):
+  spec = episodes.EpisodeSpec(n_way=5, k_shot=2, q_query=3, n_views=2, mode=mode)
+  spec.validate(pool)
+  ep = episodes.sample_episodes(np.random.default_rng(0), pool, spec, 64)
+  tools = ep["tool_ids"]
+  assert tools.shape == (64, 5)
+  assert all(len(set(row)) == 5 for row in tools), "tools of an episode are distinct"
+  if mode == "sd":
+    assert all(len(set(pool.group[row])) == 1 for row in tools)
+  else:
+    assert any(len(set(pool.group[row])) > 1 for row in tools)
+  owner = {int(q): t for t in range(pool.n_tools) for q in pool.queries[t, :pool.n_queries[t]]}
+  for name, k in (("support", 2), ("query", 3)):
+    s = ep[name]
+    assert s["idx"].shape == (64, 5 * k)
+    # Every labelled query belongs to the tool its label points at.
+    for e in range(64):
+      for i, y in zip(s["idx"][e], s["y"][e]):
+        assert owner[int(i)] == tools[e, y]
+  # Support and query queries of a tool never overlap.
+  for e in range(64):
+    assert not set(ep["support"]["idx"][e]) & set(ep["query"]["idx"][e])
+  v = ep["views"]
+  assert v["idx"].shape == (64, 10) and v["w"].min() == 1.0
+
+
+def test_sampling_is_deterministic_per_seed(pool):
+  spec = episodes.EpisodeSpec()
+  a = episodes.sample_episodes(np.random.default_rng(7), pool, spec, 8)
+  b = episodes.sample_episodes(np.random.default_rng(7), pool, spec, 8)
+  c = episodes.sample_episodes(np.random.default_rng(8), pool, spec, 8)
+  assert all(np.array_equal(x, y) for x, y in zip(_leaves(a), _leaves(b)))
+  assert not all(np.array_equal(x, y) for x, y in zip(_leaves(a), _leaves(c)))
+
+
+def _leaves(d):
+  import jax  # pylint: disable=import-outside-toplevel
+  return jax.tree.leaves(d)
+
+
+def test_missing_views_are_masked(pool):
+  spec = episodes.EpisodeSpec(n_views=5)  # the synthetic tools have only 2 views
+  ep = episodes.sample_episodes(np.random.default_rng(0), pool, spec, 4)
+  assert ep["views"]["w"].sum() == 4 * 5 * 2
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(n_way=31, mode="cd"), "larger than the 30 tools"),
+    (dict(n_way=11, mode="sd"), "largest group"),
+    (dict(k_shot=5, q_query=5), "more than the 8 queries"),
+    (dict(mode="xd"), "must be 'sd' or 'cd'"),
+])
+def test_spec_validation_errors(pool, bad, match):
+  with pytest.raises(ValueError, match=match):
+    episodes.EpisodeSpec(**bad).validate(pool)
+
+
+@pytest.fixture(scope="module")
+def mta():
+  return data.from_jsonl(synthesize.DATA_DIR)
+
+
+@pytest.mark.parametrize("mode", ["sd", "cd"])
+def test_candidate_sets_follow_the_protocol(mta, mode):
+  rows = mta.query_indices("test")[:300]
+  cands, labels = evaluation.candidate_sets(np.random.default_rng(0), mta, rows, mode)
+  assert cands.shape == (300, 5)
+  gold = np.array([mta.queries[r].tool for r in rows])
+  assert np.array_equal(cands[np.arange(300), labels], gold)
+  assert all(len(set(c)) == 5 for c in cands)
+  assert all(mta.tools[t].split == "test" for t in gold)
+  groups = np.array([[mta.tools[t].group for t in c] for c in cands])
+  if mode == "sd":
+    assert (groups == groups[:, :1]).all()
+  else:
+    assert (groups != groups[:, :1]).any()
+  # The gold position is uniform-ish, not always first.
+  assert len(set(labels.tolist())) == 5
+
+
+def test_accuracy_and_ranking_metrics():
+  cands = np.array([[3, 1, -1], [0, 2, 4]])
+  scores = np.array([[0.1, 0.9, 5.0], [0.3, 0.2, 0.1]])
+  assert evaluation.accuracy(scores, cands, np.array([1, 0])) == 1.0  # padded column ignored
+  assert evaluation.accuracy(scores, cands, np.array([0, 0])) == 0.5
+  r = evaluation.ranking_metrics(np.array([[0.9, 0.5, 0.1], [0.1, 0.5, 0.9]]), np.array([0, 0]))
+  assert r == {"top1": 0.5, "top3": 1.0, "mrr": pytest.approx((1 + 1 / 3) / 2)}
