@@ -14,7 +14,7 @@ import pathlib
 
 import tensorflow_datasets as tfds
 
-ALL = ("mta_tools",)
+ALL = ("mta_tools", "metatool", "api_bank", "toolalpaca", "apibench")
 EXTERNAL_FOLDERS = {"metatool": "metatool", "api_bank": "api_bank", "toolalpaca": "toolalpaca",
                     "apibench": "gorilla_apibench"}
 DEFAULT_MANUAL_ROOT = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / (

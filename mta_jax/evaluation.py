@@ -85,11 +85,19 @@ def episode_accuracy(score: ScoreFn, ds: ToolDataset, query_rows: Sequence[int],
 
 
 def ranking_metrics(scores: np.ndarray, gold_cols: np.ndarray) -> dict:
-  """Full-pool ranking: scores (M, T) over the pool's tools, gold column per query."""
+  """Full-pool ranking: scores (M, T) over the pool's tools, gold column per query.
+
+  Ties with the gold are broken uniformly at random *in expectation* (a tie is neither a win
+  nor a loss): with g tools scored higher and t tied, the gold's position is uniform on
+  g+1 .. g+t+1, and top-k and MRR are their expectations over that position.
+  """
   gold = scores[np.arange(len(gold_cols)), gold_cols][:, None]
-  rank = 1 + (scores > gold).sum(1)
-  return {"top1": float(np.mean(rank == 1)), "top3": float(np.mean(rank <= 3)),
-          "mrr": float(np.mean(1.0 / rank))}
+  greater = (scores > gold).sum(1)
+  ties = (scores == gold).sum(1) - 1
+  top = lambda k: np.clip((k - greater) / (ties + 1), 0.0, 1.0)
+  mrr = np.array([np.mean(1.0 / np.arange(g + 1, g + t + 2)) for g, t in zip(greater, ties)])
+  return {"top1": float(np.mean(top(1))), "top3": float(np.mean(top(3))),
+          "mrr": float(np.mean(mrr))}
 
 
 def matrix_scorer(query_emb: np.ndarray, tool_emb: np.ndarray) -> ScoreFn:

@@ -102,3 +102,9 @@ def test_accuracy_and_ranking_metrics():
   assert evaluation.accuracy(scores, cands, np.array([0, 0])) == 0.5
   r = evaluation.ranking_metrics(np.array([[0.9, 0.5, 0.1], [0.1, 0.5, 0.9]]), np.array([0, 0]))
   assert r == {"top1": 0.5, "top3": 1.0, "mrr": pytest.approx((1 + 1 / 3) / 2)}
+
+
+def test_ranking_ties_are_neither_wins_nor_losses():
+  r = evaluation.ranking_metrics(np.zeros((1, 4)), np.array([2]))
+  assert r["top1"] == pytest.approx(0.25) and r["top3"] == pytest.approx(0.75)
+  assert r["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
