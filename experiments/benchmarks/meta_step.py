@@ -139,7 +139,8 @@ def main(argv=None):
   for variant in a.variants.split(","):
     fo = variant == "first_order"
     mcfg = bilevel.MetaConfig(algorithm="fomaml" if fo else "maml",
-                              inner_steps=a.inner_steps, inner_lr=0.01)
+                              inner_steps=a.inner_steps, inner_lr=0.01,
+                              track_adapted_support=False)
     state = bilevel.init_train_state(scorer, mcfg, opt, jax.random.key(0))
     i = [0]
     if variant in ("vmap", "first_order", "vmap+bottom"):
