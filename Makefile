@@ -21,8 +21,44 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# make demo: build MTA-Tools (if missing), meta-train MTA and SFT at the demo budget, evaluate
+# them and the Random/BM25/Base baselines on the unseen test tools, print the table. ~10 min on
+# a 2-core CPU; rerunning resumes (finished runs are not retrained).
+DEMO_DIR := workdirs/demo
 demo: venv
-	$(BIN)/python experiments/demo.py
+	@echo "== make demo: data -> features -> MTA + SFT (300 steps each) -> evaluate -> table"
+	test -d $(TFDS_DIR)/mta_tools/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=mta_tools
+	$(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/demo.flags --config.data_dir=$(TFDS_DIR)
+	$(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/demo_sft.flags --config.data_dir=$(TFDS_DIR)
+	for b in random bm25 base; do $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(DEMO_DIR)/$$b --data_dir=$(TFDS_DIR) || exit 1; done
+	for r in mta sft; do $(BIN)/python experiments/evaluate.py --workdir=$(DEMO_DIR)/$$r || exit 1; done
+	$(BIN)/python experiments/report.py --workdirs=$(DEMO_DIR)/random,$(DEMO_DIR)/bm25,$(DEMO_DIR)/base,$(DEMO_DIR)/sft,$(DEMO_DIR)/mta \
+	  --out=$(DEMO_DIR)/RESULTS.md --title="Demo results (make demo)" \
+	  --note="Demo configuration (experiments/flags/demo.flags, demo_sft.flags): 300 training steps, head adapted on frozen MiniLM sentence embeddings, one training seed. Not the paper-scale runs of make reproduce."
+
+# make reproduce: every row of RESULTS.md (5 training seeds each), every dataset that is built.
+REPRO_DIR := workdirs/reproduce
+REPRO_SEEDS := 0 1 2 3 4
+REPRO_ROWS := sft protonet fomaml reptile mta_sd
+REPRO_DATASETS := mta_tools,metatool,api_bank,toolalpaca,apibench
+.PHONY: reproduce
+reproduce: venv
+	@echo "== make reproduce: plan"
+	@echo "   1. build datasets $(REPRO_DATASETS) into $(TFDS_DIR) where missing (external ones need ../shared/external_data)"
+	@echo "   2. baselines Random, BM25, Base (zero-shot): evaluate only          ~3 x 2 min"
+	@echo "   3. train + evaluate $(REPRO_ROWS) x seeds $(REPRO_SEEDS)            25 x ~6 min"
+	@echo "   4. report -> RESULTS.md and results/*.png"
+	@echo "   ETA: about 2.5-3 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
+	for d in $$(echo $(REPRO_DATASETS) | tr , ' '); do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || echo "   (could not build $$d: its column will say so)"; done
+	for b in random bm25 base; do test -f $(REPRO_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(REPRO_DIR)/$$b --data_dir=$(TFDS_DIR) --datasets=$(REPRO_DATASETS) || exit 1; done
+	start=$$(date +%s); n=0; total=$$(( $(words $(REPRO_ROWS)) * $(words $(REPRO_SEEDS)) )); \
+	for s in $(REPRO_SEEDS); do for r in $(REPRO_ROWS); do \
+	  wd=$(REPRO_DIR)/$${r}_s$$s; n=$$((n + 1)); \
+	  echo "== [$$n/$$total] $$r seed $$s -> $$wd (elapsed $$(( ($$(date +%s) - start) / 60 )) min)"; \
+	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/$$r.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) || exit 1; \
+	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --datasets=$(REPRO_DATASETS) || exit 1; \
+	done; done
+	$(BIN)/python experiments/report.py --workdirs='$(REPRO_DIR)/*' --out=RESULTS.md --title="Results (make reproduce)"
 
 test: venv
 	$(BIN)/python -m pytest -q tests datasets_tfds

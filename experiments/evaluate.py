@@ -1,0 +1,151 @@
+r"""Evaluates a trained run or a baseline under every protocol and writes a JSON of results.
+
+    python experiments/evaluate.py --workdir=workdirs/mta_sd
+    python experiments/evaluate.py --baseline=bm25 --workdir=workdirs/bm25 \
+        --datasets=mta_tools,metatool,api_bank,toolalpaca,apibench
+
+``--workdir`` is the run to evaluate (its best checkpoint, or ``--which=latest``) and where
+``eval.json`` is written; with ``--baseline=random|bm25|base`` nothing is restored and the
+workdir only receives the results. Datasets that are not built are skipped and say so in the
+JSON (and in the report's table): nothing is dropped silently.
+"""
+
+import dataclasses
+import datetime
+import json
+import logging as std_logging
+import os
+import pathlib
+import sys
+import time
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run to evaluate / where eval.json goes.")
+_BASELINE = flags.DEFINE_enum("baseline", None, ["random", "bm25", "base"],
+                              "Evaluate an untrained baseline instead of a checkpoint.")
+_WHICH = flags.DEFINE_enum("which", "best", ["best", "latest"], "Checkpoint to evaluate.")
+_DATASETS = flags.DEFINE_list("datasets", ["mta_tools"], "Datasets to evaluate on.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: the run's).")
+_CACHE_DIR = flags.DEFINE_string("cache_dir", "workdirs/features", "Feature cache folder.")
+_SEEDS = flags.DEFINE_integer("seeds", 5, "Episode seeds per protocol.")
+_SHOTS = flags.DEFINE_list("shots", ["0shot", "k1", "k5"], "Test-time adaptation settings.")
+_SWEEP = flags.DEFINE_list("sweep_inner_steps", ["0", "1", "3", "5", "10"],
+                           "Inner steps for the accuracy-vs-steps curve (MTA-Tools SD 0-shot).")
+_NAME = flags.DEFINE_string("name", None, "Row name in the report (default: from the run).")
+_OUT = flags.DEFINE_string("out", None, "Output JSON (default: <workdir>/eval.json).")
+flags.mark_flag_as_required("workdir")
+
+ROW_NAMES = {"maml": "MTA", "fomaml": "FOMAML", "reptile": "Reptile", "protonet": "ProtoNet",
+             "sft": "SFT", "random": "Random", "bm25": "BM25", "base": "Base (zero-shot)"}
+
+
+def _model(bundle_or_none):
+  """(scorer_cfg, meta_cfg, meta, config) of the run or of the zero-shot base model."""
+  from mta_jax import baselines, train  # pylint: disable=import-outside-toplevel
+  if bundle_or_none is not None:
+    b = bundle_or_none
+    return b.scorer_cfg, b.meta_cfg, b.meta, b.config
+  sys.path.insert(0, str(pathlib.Path(__file__).parent / "configs"))
+  import mta  # pylint: disable=import-outside-toplevel
+  config = json.loads(mta.get_config("sd").to_json())
+  scorer_cfg, _ = train.model_configs(config)
+  return scorer_cfg, baselines.NO_ADAPT, None, config
+
+
+def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
+  """All protocols on one dataset's unseen tools ({"skipped": why} if it is not built)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from mta_jax import baselines, data, features, run_eval, train
+  from mta_jax.scorer import Scorer  # pylint: disable=import-outside-toplevel
+  try:
+    ds = train.load_dataset(name, data_dir)
+  except data.DatasetNotFoundError as e:
+    logging.warning("skipping %s: %s", name, e)
+    return {"skipped": str(e)}
+  split = run_eval.split_for(ds, "test")
+  scorer_cfg, meta_cfg, meta, config = model
+  if kind in ("random", "bm25"):
+    _, main_doc, view_rows = ds.documents(spec.n_views)
+    fn = run_eval.random_score_fn(0) if kind == "random" else run_eval.bm25_score_fn(ds)
+    return run_eval.evaluate(fn, ds, split, main_doc, view_rows, spec, adapts=False,
+                             progress=True)
+  fspec = features.FeatureSpec(n_lower=encoder.cfg.num_layers - scorer_cfg.n_top,
+                               q_len=config["features"]["q_len"],
+                               d_len=config["features"]["d_len"], n_views=spec.n_views)
+  cache = features.text_cache(ds, fspec, _CACHE_DIR.value, encoder)
+  scorer = Scorer(scorer_cfg, encoder.model)
+  meta = meta if meta is not None else baselines.base_meta(scorer)
+  meta = jax.device_put(meta)
+  adapts = meta_cfg.algorithm == "protonet" or meta_cfg.inner_steps > 0
+  fn = run_eval.model_scorer(scorer, meta_cfg, cache.arrays())(meta)
+  out = run_eval.evaluate(fn, ds, split, cache.main_doc, cache.view_rows, spec, adapts=adapts,
+                          progress=True)
+  if adapts and meta_cfg.algorithm != "protonet" and name == "mta_tools":
+    sweep = {}
+    for n in (int(s) for s in _SWEEP.value):
+      mcfg = dataclasses.replace(meta_cfg, inner_steps=n)
+      f = run_eval.model_scorer(scorer, mcfg, cache.arrays())(meta)
+      sweep[str(n)] = run_eval.protocol(f, ds, split, "sd", 0, spec, cache.main_doc,
+                                        cache.view_rows)["mean"]
+    out["inner_steps_sweep"] = sweep
+  return out
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  # Orbax logs every save step at INFO through absl's logger; our progress goes through the
+  # standard root logger, which this leaves at INFO.
+  std_logging.getLogger("absl").setLevel(std_logging.WARNING)
+  import jax  # pylint: disable=import-outside-toplevel
+  jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR") or
+                    str(pathlib.Path(__file__).resolve().parents[1] / ".jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  from mta_jax import checkpointing, data, run_eval  # pylint: disable=import-outside-toplevel
+  t0 = time.time()
+  unknown = [d for d in _DATASETS.value if d not in data.KNOWN]
+  if unknown:
+    sys.exit(f"evaluate: unknown dataset(s) {unknown}; known: {', '.join(data.KNOWN)}")
+  kind = _BASELINE.value or "model"
+  bundle = None
+  if kind == "model":
+    try:
+      bundle = checkpointing.restore_for_inference(_WORKDIR.value, _WHICH.value)
+    except checkpointing.CheckpointError as e:
+      sys.exit(f"evaluate: {e}")
+  model = _model(bundle)
+  config = model[3]
+  spec = run_eval.EvalSpec(shots=tuple(_SHOTS.value), seeds=tuple(range(_SEEDS.value)),
+                           n_views=config["features"]["n_views"])
+  encoder = None
+  if kind in ("model", "base"):
+    from mta_jax.models import TextEncoder  # pylint: disable=import-outside-toplevel
+    encoder = TextEncoder.pretrained()
+  algo = config["meta"]["algorithm"] if kind == "model" else kind
+  results = {}
+  for name in _DATASETS.value:
+    data_dir = _DATA_DIR.value or (config["data_dir"] if name == "mta_tools" else "tfds_data")
+    logging.info("evaluating %s on %s", algo, name)
+    results[name] = evaluate_dataset(name, kind, model, encoder, spec, data_dir)
+  out = {"row": _NAME.value or ROW_NAMES[algo], "kind": kind, "algorithm": algo,
+         "workdir": str(pathlib.Path(_WORKDIR.value).absolute()),
+         "step": bundle.step if bundle else None, "which": _WHICH.value if bundle else None,
+         "seed": config.get("seed") if bundle else None,
+         "command": "python " + " ".join([pathlib.Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+         "date": datetime.datetime.now().isoformat(timespec="seconds"),
+         "eval_seconds": round(time.time() - t0, 1), "spec": dataclasses.asdict(spec),
+         "results": results}
+  path = pathlib.Path(_OUT.value or pathlib.Path(_WORKDIR.value) / "eval.json")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(out, indent=1))
+  mt = results.get("mta_tools", {})
+  if "sd" in mt:
+    print(f"{out['row']}: MTA-Tools SD {100 * mt['sd']['0shot']['mean']:.2f} "
+          f"CD {100 * mt['cd']['0shot']['mean']:.2f} full-pool top-1 "
+          f"{100 * mt['full_pool']['0shot']['top1']:.2f} -> {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,69 @@
+r"""Meta-trains (or trains a baseline) from a config file and a flagfile of overrides.
+
+    python experiments/meta_train.py --flagfile=experiments/flags/mta_sd.flags
+    python experiments/meta_train.py --config=experiments/configs/mta.py:sd \
+        --config.meta.inner_steps=5 --workdir=workdirs/mta_sd_steps5
+
+Rerunning the same command resumes from the workdir's newest intact checkpoint. Exit codes:
+0 done, 1 an error with a one-line message (bad config, missing data, non-finite loss,
+unusable workdir or checkpoint), 128+signal after SIGTERM/Ctrl-C (a checkpoint was saved).
+Relative paths (workdir, data_dir, cache_dir) resolve against the working directory.
+"""
+
+import datetime
+import logging as std_logging
+import os
+import pathlib
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A get_config(arg) file:arg.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where the run writes everything.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _record_command(workdir: str) -> None:
+  """Appends the date and this exact command line to <workdir>/command.txt (for the report)."""
+  path = pathlib.Path(workdir)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "command.txt", "a", encoding="utf-8") as f:
+      argv = [pathlib.Path(sys.argv[0]).as_posix()] + sys.argv[1:]
+      f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}\tpython "
+              f"{' '.join(argv)}\n")
+  except OSError:
+    pass  # An unwritable workdir is reported by the trainer with a clear error.
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  # Orbax logs every save step at INFO through absl's logger; our progress goes through the
+  # standard root logger, which this leaves at INFO.
+  std_logging.getLogger("absl").setLevel(std_logging.WARNING)
+  # Imports after flag parsing: --help stays fast and JAX picks up the environment.
+  import jax  # pylint: disable=import-outside-toplevel
+  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
+      pathlib.Path(__file__).resolve().parents[1] / ".jax_cache")
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  from mta_jax import checkpointing, data, train  # pylint: disable=import-outside-toplevel
+  _record_command(_WORKDIR.value)
+  try:
+    summary = train.train(_CONFIG.value, _WORKDIR.value)
+  except train.TrainingInterrupted as e:
+    logging.warning("%s; rerun the same command to resume", e)
+    sys.exit(128 + e.signum)
+  except (train.NonFiniteError, checkpointing.CheckpointError, data.DatasetNotFoundError,
+          ValueError) as e:
+    sys.exit(f"meta_train: {type(e).__name__}: {e}")
+  logging.info("done: %s", {k: summary[k] for k in ("step", "best_val", "best_step")})
+  print(f"done: step {summary['step']}, best validation accuracy {summary['best_val']:.4f} "
+        f"at step {summary['best_step']} ({_WORKDIR.value})")
+
+
+if __name__ == "__main__":
+  app.run(main)

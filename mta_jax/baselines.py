@@ -1,0 +1,85 @@
+"""Baselines that share the encoder, the scorer, the train state and the evaluator with MTA.
+
+- **SFT** (the paper's fine-tuning baseline): ordinary supervised learning on the seen tools'
+  queries, each scored against *all* seen tools' documents with cross-entropy; no episodes, no
+  inner loop. Its train state has the same layout as the meta-learners' (``bilevel
+  .init_train_state``), so checkpoints, resume and evaluation are shared; at test time it scores
+  without adaptation (``inner_steps = 0``).
+- **Base**: the pretrained encoder, zero-shot (identity head, pretrained top layers).
+- **Random** and **BM25** are plain score functions (``mta_jax.run_eval``).
+
+ProtoNet, first-order MAML and Reptile are algorithms of ``mta_jax.bilevel`` on the same
+episodes; the trainer selects them with ``config.meta.algorithm``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mta_jax import bilevel, params as P
+from mta_jax.episodes import ToolPool
+from mta_jax.scorer import Scorer
+
+NO_ADAPT = bilevel.MetaConfig(algorithm="maml", inner_steps=0, learn_inner_lr="fixed")
+
+
+def _empty_stream(batch: int) -> dict:
+  return {"idx": np.zeros((batch, 0), np.int32), "y": np.zeros((batch, 0), np.int32),
+          "w": np.zeros((batch, 0), np.float32)}
+
+
+def sample_sft_batch(rng: np.random.Generator, pool: ToolPool, batch: int) -> dict:
+  """``batch`` seen-tool queries (uniform over queries) against all of ``pool``'s tools.
+
+  Returned in ``episodes.gather``'s layout with one "episode" holding every tool, so the same
+  gather and the same device cache serve both kinds of training.
+  """
+  valid = np.arange(pool.queries.shape[1])[None, :] < pool.n_queries[:, None]
+  tool_of, col = np.nonzero(valid)
+  pick = rng.choice(len(tool_of), size=batch, replace=len(tool_of) < batch)
+  return {"tools": {"idx": pool.doc[None, :]},
+          "support": _empty_stream(1), "views": _empty_stream(1),
+          "query": {"idx": pool.queries[tool_of[pick], col[pick]][None].astype(np.int32),
+                    "y": tool_of[pick][None].astype(np.int32),
+                    "w": np.ones((1, batch), np.float32)}}
+
+
+def sft_loss(scorer: Scorer, params: P.Params, feats: dict):
+  """Mean cross-entropy and accuracy of the batch's queries over all seen tools."""
+  tools = scorer.tool_repr(params, feats["tools"]["h"][0], feats["tools"]["m"][0])
+  q = feats["query"]
+  logits = scorer.logits(params, q["h"][0], q["m"][0], tools)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, q["y"][0])
+  acc = (jnp.argmax(logits, -1) == q["y"][0]).astype(jnp.float32)
+  return ce.mean(), {"outer/loss": ce.mean(), "outer/acc": acc.mean()}
+
+
+def make_sft_step(scorer: Scorer, optimizer: optax.GradientTransformation) -> Callable:
+  """``step(state, feats, key) -> (state, metrics)``, jitted once with the state donated."""
+
+  def step(state, feats, key):
+    del key  # deterministic
+    frozen = state["frozen"]
+
+    def loss_fn(trainable):
+      return sft_loss(scorer, P.merge(trainable, frozen), feats)
+
+    (_, metrics), g = jax.value_and_grad(loss_fn, has_aux=True)(state["meta"]["params"])
+    grads = {"params": g, "inner_lr": jax.tree.map(jnp.zeros_like, state["meta"]["inner_lr"])}
+    updates, opt = optimizer.update(grads, state["opt"], state["meta"])
+    meta = optax.apply_updates(state["meta"], updates)
+    metrics = dict(metrics, grad_norm=P.global_norm(grads),
+                   param_norm=P.global_norm(meta["params"]))
+    return {"meta": meta, "frozen": frozen, "opt": opt, "step": state["step"] + 1}, metrics
+
+  return jax.jit(step, donate_argnums=(0,))
+
+
+def base_meta(scorer: Scorer) -> dict:
+  """The zero-shot pretrained scorer's meta-parameters (identity head, pretrained top)."""
+  return {"params": scorer.init(jax.random.key(0)), "inner_lr": {}}

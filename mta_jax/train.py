@@ -1,0 +1,315 @@
+"""The training loop of every trained row: MTA (second-order MAML), FOMAML, Reptile, ProtoNet
+and SFT, as one library function ``train(config, workdir)`` over an ``ml_collections`` config.
+
+Guarantees (tested in ``tests/test_train.py`` and ``tests/test_meta_train_e2e.py``):
+- **Resume, bit for bit.** The data of step ``s`` comes from ``numpy.random.default_rng((seed,
+  s))`` and its key from ``fold_in(root, s)``; the step, parameters and optimiser state are in
+  the checkpoint. A run killed at any point and rerun with the same command ends with the same
+  parameters as an uninterrupted one (CPU, one device).
+- **Resume order:** the workdir's newest intact checkpoint (corrupt ones are skipped with a
+  warning), then ``config.init_from`` (another run's best meta-parameters), then the pretrained
+  encoder.
+- **Nothing lost:** SIGTERM and Ctrl-C finish the current step, save, and raise
+  ``TrainingInterrupted``; a non-finite metric raises ``NonFiniteError`` naming the step and the
+  metric before anything non-finite is saved; an unwritable or full workdir fails before
+  training (``checkpointing.check_workdir``).
+
+Fault injection for tests: ``MTA_FAULT_KILL_AT_STEP=k`` SIGKILLs the process right after step
+``k`` (after its checkpoint, if any, has been *started*: an async save may be left partial).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import pathlib
+import signal
+import time
+from typing import Any, Mapping
+
+import jax
+import ml_collections
+import numpy as np
+
+from mta_jax import baselines, bilevel, checkpointing, data, episodes, features, metrics_log
+from mta_jax import params as P
+from mta_jax import run_eval
+from mta_jax.scorer import ScorerConfig
+
+TRAIN_ALGORITHMS = bilevel.ALGORITHMS + ("sft",)
+
+
+class NonFiniteError(FloatingPointError):
+  """A metric became NaN or infinite; names the step and the metric."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+  """SIGTERM or SIGINT arrived; a checkpoint of the last completed step was saved."""
+
+  def __init__(self, signum: int, step: int):
+    super().__init__(f"{signal.Signals(signum).name} at step {step}: checkpoint saved")
+    self.signum, self.step = signum, step
+
+
+# ---------------------------------------------------------------------------- config
+
+def _get(cfg: Mapping[str, Any], key: str) -> dict:
+  sub = cfg[key]
+  return sub.to_dict() if isinstance(sub, ml_collections.ConfigDict) else dict(sub)
+
+
+def model_configs(config: Mapping[str, Any]) -> tuple[ScorerConfig, bilevel.MetaConfig]:
+  """(ScorerConfig, MetaConfig used for prediction) from a run config (ConfigDict or dict).
+
+  SFT has no inner loop: its prediction config is ``baselines.NO_ADAPT`` (``inner_steps=0``).
+  """
+  s = _get(config, "scorer")
+  if "lora_targets" in s:
+    s["lora_targets"] = tuple(s["lora_targets"])
+  names = {f.name for f in dataclasses.fields(ScorerConfig)}
+  scorer_cfg = ScorerConfig(**{k: v for k, v in s.items() if k in names})
+  m = _get(config, "meta")
+  if m["algorithm"] == "sft":
+    return scorer_cfg, baselines.NO_ADAPT
+  names = {f.name for f in dataclasses.fields(bilevel.MetaConfig)}
+  return scorer_cfg, bilevel.MetaConfig(**{k: v for k, v in m.items() if k in names})
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Range checks with one-line messages naming the config key."""
+  if config.meta.algorithm not in TRAIN_ALGORITHMS:
+    raise ValueError(f"config.meta.algorithm must be one of {TRAIN_ALGORITHMS}, got "
+                     f"{config.meta.algorithm!r}")
+  for key in ("total_steps", "log_every", "eval_every", "ckpt_every", "keep_ckpts"):
+    if config[key] < 1:
+      raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
+  if config.episodes.batch < 1 or config.sft.batch < 1:
+    raise ValueError("config.episodes.batch and config.sft.batch must be >= 1")
+
+
+def optim_config(config) -> bilevel.OptimConfig:
+  o = _get(config, "optim")
+  return bilevel.OptimConfig(total_steps=config.total_steps, **o)
+
+
+def load_dataset(name: str, data_dir: str) -> data.ToolDataset:
+  """A TFDS data dir (``data.load``) or, for MTA-Tools, a folder of its JSONL (no build step)."""
+  if name == "mta_tools" and (pathlib.Path(data_dir) / "tools.jsonl").exists():
+    return data.from_jsonl(data_dir)
+  return data.load(name, data_dir)
+
+
+def feature_spec(config, num_layers: int) -> features.FeatureSpec:
+  return features.FeatureSpec(n_lower=num_layers - config.scorer.n_top,
+                              q_len=config.features.q_len, d_len=config.features.d_len,
+                              n_views=config.features.n_views)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _check_finite(pending: list, last_saved: int, ckpt_dir: pathlib.Path) -> list:
+  """Host copies of pending step metrics; raises on the first non-finite value."""
+  rows = []
+  for step, metrics in pending:
+    host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    for k, v in host.items():
+      if not math.isfinite(v):
+        raise NonFiniteError(
+            f"non-finite {k} = {v} at step {step}; stopped. The last good checkpoint is step "
+            f"{last_saved} in {ckpt_dir}")
+    rows.append((step, host))
+  return rows
+
+
+class _SignalFlag:
+  """Turns SIGTERM/SIGINT into a flag checked between steps (main thread only)."""
+
+  def __init__(self):
+    self.signum = None
+    self._old = {}
+
+  def __enter__(self):
+    if hasattr(signal, "SIGTERM") and _is_main_thread():
+      for s in (signal.SIGTERM, signal.SIGINT):
+        self._old[s] = signal.signal(s, self._handle)
+    return self
+
+  def _handle(self, signum, _frame):
+    if self.signum is None:
+      logging.warning("%s received: saving a checkpoint after this step",
+                      signal.Signals(signum).name)
+    self.signum = signum
+
+  def __exit__(self, *exc):
+    for s, h in self._old.items():
+      signal.signal(s, h)
+
+
+def _is_main_thread() -> bool:
+  import threading  # pylint: disable=import-outside-toplevel
+  return threading.current_thread() is threading.main_thread()
+
+
+def _init_from(state: dict, workdir: str) -> dict:
+  """Copies another run's best meta-parameters (matching names and shapes) into ``state``."""
+  bundle = checkpointing.restore_for_inference(workdir, "best")
+  taken = []
+  for part, src in (("meta", bundle.meta["params"]), ("frozen", bundle.meta["params"])):
+    dst = state["meta"]["params"] if part == "meta" else state["frozen"]
+    for k in dst:
+      if k in src and src[k].shape == dst[k].shape:
+        dst[k] = jax.numpy.asarray(src[k], dst[k].dtype)
+        taken.append(k)
+  for k in state["meta"]["inner_lr"]:
+    if k in bundle.meta["inner_lr"]:
+      state["meta"]["inner_lr"][k] = jax.numpy.asarray(bundle.meta["inner_lr"][k])
+  logging.info("init_from %s (step %d): %d tensors taken", workdir, bundle.step, len(taken))
+  return state
+
+
+# ---------------------------------------------------------------------------- train
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
+  """Trains (or resumes) the run described by ``config`` in ``workdir``; returns a summary."""
+  # ---------------------------------------------------------------- logging & workdir
+  validate(config)
+  workdir = checkpointing.check_workdir(workdir)
+  cfg_dict = json.loads(config.to_json())
+  logging.info("workdir: %s\nconfig:\n%s", workdir, config)
+  logging.info("seed: %d", config.seed)
+  (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=2, sort_keys=True))
+
+  # ---------------------------------------------------------------- data & cached features
+  from mta_jax.models import TextEncoder  # pylint: disable=import-outside-toplevel
+  encoder = TextEncoder.pretrained()
+  ds = load_dataset(config.dataset, config.data_dir)
+  cache_dir = config.cache_dir or str(workdir / "features")
+  cache = features.text_cache(ds, feature_spec(config, encoder.cfg.num_layers), cache_dir,
+                              encoder)
+  dev_cache = jax.device_put(cache.arrays())
+  train_tools = ds.tool_indices("train")
+  pool = ds.pool(train_tools, cache.main_doc, cache.view_rows, query_split="train")
+  algo = config.meta.algorithm
+  spec = episodes.EpisodeSpec(**{k: v for k, v in _get(config, "episodes").items()
+                                 if k != "batch"})
+  if algo != "sft":
+    spec.validate(pool)
+  val_split = run_eval.split_for(ds, "validation", distractors_from=("train",))
+  logging.info("data: %s, %d train tools / %d queries, %d validation tools", ds.name,
+               len(train_tools), int(pool.n_queries.sum()), len(val_split.scored_tools))
+
+  # ---------------------------------------------------------------- model & optimizer
+  scorer_cfg, meta_cfg = model_configs(config)
+  from mta_jax.scorer import Scorer  # pylint: disable=import-outside-toplevel
+  scorer = Scorer(scorer_cfg, encoder.model)
+  optimizer = bilevel.make_optimizer(optim_config(config))
+  root_key = jax.random.key(config.seed)
+  init_fn = lambda key: bilevel.init_train_state(scorer, meta_cfg, optimizer, key)
+  abstract = jax.eval_shape(init_fn, root_key)
+  if algo == "sft":
+    step_fn = baselines.make_sft_step(scorer, optimizer)
+  else:
+    step_fn = bilevel.make_meta_train_step(scorer, meta_cfg, optimizer)
+  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract))
+  checkpointing.check_workdir(workdir, need_bytes=int(state_bytes * (config.keep_ckpts + 2)))
+
+  # ---------------------------------------------------------------- checkpoint & resume
+  ckpts = checkpointing.Checkpoints(workdir, keep=config.keep_ckpts)
+  restored = ckpts.restore_latest(abstract)
+  book = {"best_val": -1.0, "best_step": -1}
+  if restored is not None:
+    state, record = restored
+    book.update(record.get("train", {}))
+    logging.info("resumed from %s at step %d", ckpts.latest.directory, record["step"])
+  else:
+    state = init_fn(root_key)
+    if config.init_from:
+      state = _init_from(state, config.init_from)
+    else:
+      logging.info("initialised from the pretrained encoder")
+  start = int(state["step"])
+  logging.info("parameters:\n%s", P.overview(bilevel.full_meta(state)["params"]))
+
+  # ---------------------------------------------------------------- evaluation
+  eval_spec = run_eval.EvalSpec(seeds=tuple(range(config.eval.seeds)), n_way=config.eval.n_way,
+                                n_views=config.features.n_views, batch=config.eval.batch)
+  bind = run_eval.model_scorer(scorer, meta_cfg, cache.arrays())
+
+  def validate_state(st) -> float:
+    res = run_eval.protocol(bind(bilevel.full_meta(st)), ds, val_split, config.eval.mode, 0,
+                            eval_spec, cache.main_doc, cache.view_rows)
+    return res["mean"]
+
+  # ---------------------------------------------------------------- loop
+  writer = metrics_log.MetricWriter(workdir, resume_step=start)
+  kill_at = int(os.environ.get("MTA_FAULT_KILL_AT_STEP", "-1"))
+  pending: list = []
+  last_saved = start if restored is not None else 0
+  summary: dict = {}
+
+  def save(step: int) -> None:
+    nonlocal last_saved
+    ckpts.save(step, state, {"config": cfg_dict, "train": book})
+    last_saved = step
+
+  def flush() -> None:
+    for step, row in _check_finite(pending, last_saved, ckpts.latest.directory):
+      writer.write(step, row)
+      summary.update(row)
+    pending.clear()
+
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+  bar = tqdm(total=config.total_steps, initial=start, desc=f"train {algo}", unit="step",
+             dynamic_ncols=True, disable=not config.progress)
+  t0, n0 = time.perf_counter(), start
+  try:
+    with _SignalFlag() as sig:
+      for i in range(start, config.total_steps):
+        rng = np.random.default_rng([config.seed, i])
+        if algo == "sft":
+          idx = baselines.sample_sft_batch(rng, pool, config.sft.batch)
+        else:
+          idx = episodes.sample_episodes(rng, pool, spec, config.episodes.batch)
+        feats = episodes.gather_jit(dev_cache, {k: idx[k] for k in ("tools", "support",
+                                                                      "views", "query")})
+        state, metrics = step_fn(state, feats, jax.random.fold_in(root_key, i))
+        step = i + 1
+        pending.append((step, metrics))
+        bar.update(1)
+        last = step == config.total_steps
+        if step % config.log_every == 0 or last:
+          rate = (step - n0) / max(time.perf_counter() - t0, 1e-9)
+          pending[-1] = (step, dict(pending[-1][1], steps_per_s=rate))
+          flush()
+          bar.set_postfix(loss=f"{summary['outer/loss']:.3f}", acc=f"{summary['outer/acc']:.3f}")
+        if step % config.eval_every == 0 or last:
+          flush()
+          acc = validate_state(state)
+          if acc > book["best_val"]:
+            book.update(best_val=acc, best_step=step)
+            ckpts.save(step, state, {"config": cfg_dict, "train": book}, best=True)
+          writer.write(step, {"val/acc": acc, "val/best": book["best_val"]})
+          summary.update({"val/acc": acc})
+          logging.info("step %d: val/acc %.4f (best %.4f at %d)", step, acc, book["best_val"],
+                       book["best_step"])
+        if step % config.ckpt_every == 0 or last:
+          flush()
+          save(step)
+        if step == kill_at:
+          os.kill(os.getpid(), signal.SIGKILL)
+        if sig.signum is not None:
+          flush()
+          if last_saved != step:
+            save(step)
+          ckpts.wait()
+          raise TrainingInterrupted(sig.signum, step)
+  finally:
+    bar.close()
+    ckpts.wait()
+    ckpts.close()
+    writer.close()
+  summary.update(step=int(state["step"]), best_val=book["best_val"], best_step=book["best_step"])
+  return summary
