@@ -7,7 +7,9 @@ r"""Evaluates a trained run or a baseline under every protocol and writes a JSON
 ``--workdir`` is the run to evaluate (its best checkpoint, or ``--which=latest``) and where
 ``eval.json`` is written; with ``--baseline=random|bm25|base`` nothing is restored and the
 workdir only receives the results. Datasets that are not built are skipped and say so in the
-JSON (and in the report's table): nothing is dropped silently.
+JSON (and in the report's table): nothing is dropped silently; if none of them is built, the
+run fails. Bad input (unknown flag, dataset or shot setting, no checkpoint in the workdir) gives
+one line on stderr and exit status 1 (``experiments/_cli.py``).
 """
 
 import dataclasses
@@ -16,10 +18,13 @@ import json
 import logging as std_logging
 import os
 import pathlib
+import re
 import sys
 import time
 
 from absl import app, flags, logging
+
+import _cli  # experiments/_cli.py: bad input -> one line on stderr, exit status 1
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run to evaluate / where eval.json goes.")
 _BASELINE = flags.DEFINE_enum("baseline", None, ["random", "bm25", "base"],
@@ -28,7 +33,7 @@ _WHICH = flags.DEFINE_enum("which", "best", ["best", "latest"], "Checkpoint to e
 _DATASETS = flags.DEFINE_list("datasets", ["mta_tools"], "Datasets to evaluate on.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: the run's).")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", "workdirs/features", "Feature cache folder.")
-_SEEDS = flags.DEFINE_integer("seeds", 5, "Episode seeds per protocol.")
+_SEEDS = flags.DEFINE_integer("seeds", 5, "Episode seeds per protocol.", lower_bound=1)
 _SHOTS = flags.DEFINE_list("shots", ["0shot", "k1", "k5"], "Test-time adaptation settings.")
 _SWEEP = flags.DEFINE_list("sweep_inner_steps", ["0", "1", "3", "5", "10"],
                            "Inner steps for the accuracy-vs-steps curve (MTA-Tools SD 0-shot).")
@@ -105,16 +110,20 @@ def main(argv) -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   from mta_jax import checkpointing, data, run_eval  # pylint: disable=import-outside-toplevel
   t0 = time.time()
-  unknown = [d for d in _DATASETS.value if d not in data.KNOWN]
-  if unknown:
-    sys.exit(f"evaluate: unknown dataset(s) {unknown}; known: {', '.join(data.KNOWN)}")
+  # Every input is checked before the encoder loads; the errors are one line (see _cli).
+  for name in _DATASETS.value:
+    data.check_name(name)
+  bad = [s for s in _SHOTS.value if s not in run_eval.SHOTS]
+  if bad:
+    raise app.UsageError(f"--shots: unknown setting {bad[0]!r}"
+                         f"{_cli.did_you_mean(bad[0], run_eval.SHOTS)}; known: "
+                         f"{', '.join(run_eval.SHOTS)}")
+  if not all(re.fullmatch(r"\d+", s) for s in _SWEEP.value):
+    raise app.UsageError(f"--sweep_inner_steps must be integers >= 0, got {_SWEEP.value}")
   kind = _BASELINE.value or "model"
   bundle = None
   if kind == "model":
-    try:
-      bundle = checkpointing.restore_for_inference(_WORKDIR.value, _WHICH.value)
-    except checkpointing.CheckpointError as e:
-      sys.exit(f"evaluate: {e}")
+    bundle = checkpointing.restore_for_inference(_WORKDIR.value, _WHICH.value)
   model = _model(bundle)
   config = model[3]
   spec = run_eval.EvalSpec(shots=tuple(_SHOTS.value), seeds=tuple(range(_SEEDS.value)),
@@ -129,6 +138,9 @@ def main(argv) -> None:
     data_dir = _DATA_DIR.value or (config["data_dir"] if name == "mta_tools" else "tfds_data")
     logging.info("evaluating %s on %s", algo, name)
     results[name] = evaluate_dataset(name, kind, model, encoder, spec, data_dir)
+  if all("skipped" in r for r in results.values()):
+    raise data.DatasetNotFoundError("nothing to evaluate: " + " | ".join(
+        r["skipped"] for r in results.values()))
   out = {"row": _NAME.value or ROW_NAMES[algo], "kind": kind, "algorithm": algo,
          "workdir": str(pathlib.Path(_WORKDIR.value).absolute()),
          "step": bundle.step if bundle else None, "which": _WHICH.value if bundle else None,
@@ -148,4 +160,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main, "evaluate")

@@ -5,8 +5,10 @@ r"""Meta-trains (or trains a baseline) from a config file and a flagfile of over
         --config.meta.inner_steps=5 --workdir=workdirs/mta_sd_steps5
 
 Rerunning the same command resumes from the workdir's newest intact checkpoint. Exit codes:
-0 done, 1 an error with a one-line message (bad config, missing data, non-finite loss,
-unusable workdir or checkpoint), 128+signal after SIGTERM/Ctrl-C (a checkpoint was saved).
+0 done; 1 an error with a one-line message on stderr (unknown flag or config key, missing
+flagfile, config value out of range, unknown or unbuilt dataset, non-finite loss, unusable
+workdir or checkpoint; see experiments/_cli.py); 128+signal after SIGTERM/Ctrl-C (a checkpoint
+was saved).
 Relative paths (workdir, data_dir, cache_dir) resolve against the working directory.
 """
 
@@ -19,6 +21,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+import _cli  # experiments/_cli.py: bad input -> one line on stderr, exit status 1
+
+# DEFINE_config_file expands --flagfile as it is defined: check the files exist first.
+_cli.check_flagfiles("meta_train", sys.argv)
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A get_config(arg) file:arg.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the run writes everything.")
@@ -50,20 +56,19 @@ def main(argv) -> None:
       pathlib.Path(__file__).resolve().parents[1] / ".jax_cache")
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  from mta_jax import checkpointing, data, train  # pylint: disable=import-outside-toplevel
+  from mta_jax import train  # pylint: disable=import-outside-toplevel
   _record_command(_WORKDIR.value)
+  # Bad config values, missing data, unusable workdirs or checkpoints and non-finite losses
+  # raise the types in _cli.USER_ERRORS: _cli.run prints their one-line message and exits 1.
   try:
     summary = train.train(_CONFIG.value, _WORKDIR.value)
   except train.TrainingInterrupted as e:
     logging.warning("%s; rerun the same command to resume", e)
     sys.exit(128 + e.signum)
-  except (train.NonFiniteError, checkpointing.CheckpointError, data.DatasetNotFoundError,
-          ValueError) as e:
-    sys.exit(f"meta_train: {type(e).__name__}: {e}")
   logging.info("done: %s", {k: summary[k] for k in ("step", "best_val", "best_step")})
   print(f"done: step {summary['step']}, best validation accuracy {summary['best_val']:.4f} "
         f"at step {summary['best_step']} ({_WORKDIR.value})")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main, "meta_train", config_flags=("config",))

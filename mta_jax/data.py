@@ -25,6 +25,19 @@ class DatasetNotFoundError(FileNotFoundError):
   """A dataset that is unknown or not yet built."""
 
 
+class DatasetFormatError(ValueError):
+  """A dataset file that does not parse or breaks the schema; the message names file:line."""
+
+
+def check_name(name: str) -> None:
+  """Raises ``DatasetNotFoundError`` (with a did-you-mean) unless ``name`` is in ``KNOWN``."""
+  if name not in KNOWN:
+    import difflib  # pylint: disable=import-outside-toplevel
+    hint = difflib.get_close_matches(name, KNOWN, n=1)
+    raise DatasetNotFoundError(f"unknown dataset {name!r}" + (
+        f" (did you mean {hint[0]!r}?)" if hint else "") + f"; known: {', '.join(KNOWN)}")
+
+
 @dataclasses.dataclass
 class Tool:
   index: int
@@ -114,16 +127,12 @@ def _text(v) -> str:
 
 def load(name: str, data_dir: str | pathlib.Path) -> ToolDataset:
   """Reads ``name``'s ``tools`` and ``qa`` configs from a TFDS ``data_dir`` (array_record)."""
-  if name not in KNOWN:
-    import difflib  # pylint: disable=import-outside-toplevel
-    hint = difflib.get_close_matches(name, KNOWN, n=1)
-    raise DatasetNotFoundError(f"unknown dataset {name!r}" + (
-        f" (did you mean {hint[0]!r}?)" if hint else "") + f"; known: {', '.join(KNOWN)}")
+  check_name(name)
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   root = pathlib.Path(data_dir)
   if not (root / name / "qa").exists() or not (root / name / "tools").exists():
     raise DatasetNotFoundError(
-        f"dataset {name!r} is not built in {root}: build it with "
+        f"dataset {name!r} is not built in {root.absolute()}: build it with "
         f"`python -m datasets_tfds.build --data_dir={root} --datasets={name}` (or `make data`)")
   tools_src = tfds.data_source(f"{name}/tools", data_dir=str(root))
   tools = []
@@ -145,11 +154,41 @@ def load(name: str, data_dir: str | pathlib.Path) -> ToolDataset:
   return ToolDataset(name, tools, queries)
 
 
+def _read_jsonl(path: pathlib.Path, fields: tuple[str, ...]) -> list[dict]:
+  """The records of a JSONL file; ``DatasetFormatError`` naming file:line on a bad record."""
+  if not path.is_file():
+    raise DatasetNotFoundError(f"{path} does not exist (a JSONL dataset folder holds tools.jsonl "
+                               "and qa.jsonl)")
+  out = []
+  for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      rec = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise DatasetFormatError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})"
+                               ) from None
+    missing = [f for f in fields if not isinstance(rec, dict) or f not in rec]
+    if missing:
+      raise DatasetFormatError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
+    out.append(rec)
+  return out
+
+
 def from_jsonl(data_dir: str | pathlib.Path) -> ToolDataset:
   """MTA-Tools from its released JSONL (``datasets_tfds/mta_tools/data``)."""
   root = pathlib.Path(data_dir)
-  tools = [json.loads(l) for l in (root / "tools.jsonl").read_text("utf-8").splitlines() if l]
-  qa = [json.loads(l) for l in (root / "qa.jsonl").read_text("utf-8").splitlines() if l]
+  tools = _read_jsonl(root / "tools.jsonl",
+                      ("index", "name", "description", "parameters", "domain", "split"))
+  qa = _read_jsonl(root / "qa.jsonl", ("id", "query", "tool_index", "split", "style"))
+  for n, t in enumerate(tools):
+    if t["index"] != n:
+      raise DatasetFormatError(f"{root / 'tools.jsonl'}: record {n + 1} has index "
+                               f"{t['index']!r}; tool indices must be 0, 1, 2, ... in file order")
+  for q in qa:
+    if not isinstance(q["tool_index"], int) or not 0 <= q["tool_index"] < len(tools):
+      raise DatasetFormatError(f"{root / 'qa.jsonl'}: query {q['id']!r} has tool_index "
+                               f"{q['tool_index']!r}, but tools.jsonl has {len(tools)} tools")
   return ToolDataset(
       "mta_tools",
       [Tool(t["index"], t["name"], t["description"], t["parameters"], t["domain"], t["split"])

@@ -35,20 +35,27 @@ class EpisodeSpec:
   mode: str = "sd"  # "sd": tools of one group; "cd": tools of all groups
 
   def validate(self, pool: "ToolPool") -> None:
+    """Raises ``ValueError`` (one line naming the field) if ``pool`` cannot fill this shape."""
     if self.mode not in ("sd", "cd"):
       raise ValueError(f"episodes.mode must be 'sd' or 'cd', got {self.mode!r}")
     if self.n_way < 2:
       raise ValueError(f"episodes.n_way must be >= 2, got {self.n_way}")
-    if min(self.k_shot, self.q_query, self.n_views) < 0:
-      raise ValueError("episodes.k_shot, q_query and n_views must be >= 0")
-    limit = pool.max_group_size if self.mode == "sd" else pool.n_tools
-    if self.n_way > limit:
-      raise ValueError(f"episodes.n_way={self.n_way} is larger than the {limit} tools available "
-                       f"({'largest group' if self.mode == 'sd' else 'whole pool'})")
+    for name in ("k_shot", "q_query", "n_views"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"episodes.{name} must be >= 0, got {getattr(self, name)}")
+    if self.mode == "sd" and self.n_way > pool.max_group_size:
+      raise ValueError(
+          f"episodes.n_way={self.n_way} is larger than the {pool.max_group_size} tools of the "
+          f"pool's largest group (mode 'sd' draws all candidates from one group; the pool has "
+          f"{pool.n_tools} tools): lower episodes.n_way or set episodes.mode='cd'")
+    if self.mode == "cd" and self.n_way > pool.n_tools:
+      raise ValueError(f"episodes.n_way={self.n_way} is larger than the {pool.n_tools} tools of "
+                       "the pool: lower episodes.n_way")
     need = self.k_shot + self.q_query
     if need > pool.min_queries:
-      raise ValueError(f"episodes.k_shot + q_query = {need} is more than the {pool.min_queries} "
-                       "queries of the tool with the fewest")
+      raise ValueError(
+          f"episodes.k_shot + episodes.q_query = {self.k_shot} + {self.q_query} = {need} is more "
+          f"than the {pool.min_queries} queries of the pool's tool with the fewest: lower them")
 
 
 @dataclasses.dataclass

@@ -21,11 +21,13 @@ Fault injection for tests: ``MTA_FAULT_KILL_AT_STEP=k`` SIGKILLs the process rig
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import logging
 import math
 import os
 import pathlib
+import re
 import signal
 import time
 from typing import Any, Mapping
@@ -37,7 +39,7 @@ import numpy as np
 from mta_jax import baselines, bilevel, checkpointing, data, episodes, features, metrics_log
 from mta_jax import params as P
 from mta_jax import run_eval
-from mta_jax.scorer import ScorerConfig
+from mta_jax.scorer import ADAPT_PATTERNS, ScorerConfig
 
 TRAIN_ALGORITHMS = bilevel.ALGORITHMS + ("sft",)
 
@@ -78,16 +80,116 @@ def model_configs(config: Mapping[str, Any]) -> tuple[ScorerConfig, bilevel.Meta
   return scorer_cfg, bilevel.MetaConfig(**{k: v for k, v in m.items() if k in names})
 
 
+class ConfigError(ValueError):
+  """A config value is unknown or out of range; the one-line message names the key."""
+
+
+# Bounds of numeric keys (dotted paths into the run config): (">=" or ">", bound).
+_BOUNDS = {k: (">=", 1) for k in ("total_steps", "log_every", "eval_every", "ckpt_every",
+                                  "keep_ckpts", "episodes.batch", "sft.batch", "eval.seeds",
+                                  "eval.batch", "features.q_len", "features.d_len",
+                                  # the outer loss is the query stream's: q_query = 0 is no loss
+                                  "episodes.q_query")}
+_BOUNDS.update({k: (">=", 0) for k in ("episodes.k_shot", "episodes.n_views", "features.n_views",
+                                       "optim.warmup_steps", "optim.weight_decay",
+                                       # lr = 0 freezes (tests use it); < 0 climbs the loss
+                                       "optim.lr", "optim.lr_of_inner_lr")})
+_BOUNDS.update({"episodes.n_way": (">=", 2), "eval.n_way": (">=", 2),
+                "optim.clip_norm": (">", 0), "scorer.temperature": (">", 0)})
+_CHOICES = {"meta.algorithm": TRAIN_ALGORITHMS, "meta.learn_inner_lr": bilevel.LR_MODES,
+            "dataset": data.KNOWN, "episodes.mode": ("sd", "cd"), "eval.mode": ("sd", "cd")}
+
+
+def _at(config, key: str):
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  return node
+
+
+def _did_you_mean(value, options) -> str:
+  hint = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+  return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Range checks with one-line messages naming the config key."""
-  if config.meta.algorithm not in TRAIN_ALGORITHMS:
-    raise ValueError(f"config.meta.algorithm must be one of {TRAIN_ALGORITHMS}, got "
-                     f"{config.meta.algorithm!r}")
-  for key in ("total_steps", "log_every", "eval_every", "ckpt_every", "keep_ckpts"):
-    if config[key] < 1:
-      raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
-  if config.episodes.batch < 1 or config.sft.batch < 1:
-    raise ValueError("config.episodes.batch and config.sft.batch must be >= 1")
+  """Every check that needs only the config (no data, no model, no JAX computation).
+
+  Raises ``ConfigError`` with one line naming the key, the value and what is allowed, so a
+  typo fails in a second instead of after the encoder and the feature cache.
+  """
+  for key, options in _CHOICES.items():
+    if key == "meta.learn_inner_lr" and config.meta.algorithm == "sft":
+      continue
+    value = _at(config, key)
+    if value not in options:
+      raise ConfigError(f"config.{key} must be one of {', '.join(options)}, got {value!r}"
+                        f"{_did_you_mean(value, options)}")
+  for key, (op, bound) in _BOUNDS.items():
+    value = _at(config, key)
+    if not (value > bound if op == ">" else value >= bound):
+      raise ConfigError(f"config.{key} must be {op} {bound}, got {value}")
+  adapt = config.scorer.adapt
+  if adapt not in ADAPT_PATTERNS:
+    # Any regex over parameter names is allowed, but a near-miss of a named mode is a typo
+    # that would otherwise select no parameter and silently disable adaptation.
+    hint = _did_you_mean(adapt, ADAPT_PATTERNS)
+    if hint and re.fullmatch(r"[a-z+]+", adapt):
+      raise ConfigError(f"config.scorer.adapt must be one of {', '.join(ADAPT_PATTERNS)} or a "
+                        f"regex over parameter names, got {adapt!r}{hint}")
+    try:
+      re.compile(adapt)
+    except re.error as e:
+      raise ConfigError(f"config.scorer.adapt {adapt!r} is not a valid regex: {e}") from None
+  if config.init_from and not pathlib.Path(config.init_from).is_dir():
+    raise ConfigError(f"config.init_from={config.init_from!r} is not a folder (it names the "
+                      "workdir of a finished run whose best checkpoint initialises this one)")
+  if config.episodes.n_views > config.features.n_views:
+    raise ConfigError(f"config.episodes.n_views={config.episodes.n_views} is more than the "
+                      f"config.features.n_views={config.features.n_views} views cached per tool")
+  # The components' own checks (their messages start with the config section's name).
+  from mta_jax.models.bert import BertConfig  # pylint: disable=import-outside-toplevel
+  num_layers = BertConfig().num_layers
+  try:
+    scorer_cfg, meta_cfg = model_configs(config)
+    scorer_cfg.validate(num_layers)
+    if config.meta.algorithm != "sft":
+      meta_cfg.validate()
+    feature_spec(config, num_layers).validate(num_layers)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"config.{e}") from None
+
+
+def episode_spec(config) -> episodes.EpisodeSpec:
+  """The training episodes' shape (``config.episodes`` without the meta-batch size)."""
+  return episodes.EpisodeSpec(**{k: v for k, v in _get(config, "episodes").items()
+                                 if k != "batch"})
+
+
+def validate_data(config: ml_collections.ConfigDict, ds: data.ToolDataset) -> None:
+  """Checks the config against the training tools of ``ds`` (texts only, before encoding):
+  N no larger than the tools available, K + Q no larger than the queries of any tool."""
+  train_tools = ds.tool_indices("train")
+  if len(train_tools) < 2:
+    raise ConfigError(
+        f"config.dataset={ds.name!r} has {len(train_tools)} training tools (split 'train'); "
+        "training needs at least 2 (the external benchmarks other than metatool are for "
+        "evaluation only)")
+  _, main_doc, view_rows = ds.documents(config.features.n_views)
+  pool = ds.pool(train_tools, main_doc, view_rows, query_split="train")
+  if config.meta.algorithm == "sft":
+    if pool.n_queries.sum() == 0:
+      raise ConfigError(f"config.dataset={ds.name!r}: its training tools have no queries")
+    return
+  spec = episode_spec(config)
+  where = f"the {pool.n_tools} training tools of {ds.name}"
+  if spec.k_shot + spec.q_query > pool.min_queries:
+    fewest = int(np.argmin(pool.n_queries))
+    where += f"; fewest queries: {ds.tools[train_tools[fewest]].name!r}"
+  try:
+    spec.validate(pool)
+  except ValueError as e:
+    raise ConfigError(f"config.{e} ({where})") from None
 
 
 def optim_config(config) -> bilevel.OptimConfig:
@@ -177,6 +279,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   # ---------------------------------------------------------------- logging & workdir
   validate(config)
   workdir = checkpointing.check_workdir(workdir)
+  # The data is read (texts only) and checked against the config before the encoder loads and
+  # the features are computed: a bad N or K fails in seconds, not after minutes of encoding.
+  ds = load_dataset(config.dataset, config.data_dir)
+  validate_data(config, ds)
   cfg_dict = json.loads(config.to_json())
   logging.info("workdir: %s\nconfig:\n%s", workdir, config)
   logging.info("seed: %d", config.seed)
@@ -185,7 +291,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   # ---------------------------------------------------------------- data & cached features
   from mta_jax.models import TextEncoder  # pylint: disable=import-outside-toplevel
   encoder = TextEncoder.pretrained()
-  ds = load_dataset(config.dataset, config.data_dir)
   cache_dir = config.cache_dir or str(workdir / "features")
   cache = features.text_cache(ds, feature_spec(config, encoder.cfg.num_layers), cache_dir,
                               encoder)
@@ -193,8 +298,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   train_tools = ds.tool_indices("train")
   pool = ds.pool(train_tools, cache.main_doc, cache.view_rows, query_split="train")
   algo = config.meta.algorithm
-  spec = episodes.EpisodeSpec(**{k: v for k, v in _get(config, "episodes").items()
-                                 if k != "batch"})
+  spec = episode_spec(config)
   if algo != "sft":
     spec.validate(pool)
   val_split = run_eval.split_for(ds, "validation", distractors_from=("train",))
