@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pathlib
+import sys
 
 import tensorflow_datasets as tfds
 
@@ -43,9 +44,15 @@ def main() -> None:
   ap.add_argument("--datasets", default=",".join(ALL))
   ap.add_argument("--manual_root", default=str(DEFAULT_MANUAL_ROOT))
   args = ap.parse_args()
+  from datasets_tfds import external_common  # pylint: disable=import-outside-toplevel
   for name in args.datasets.split(","):
-    for b in build(name, str(pathlib.Path(args.data_dir).resolve()), pathlib.Path(
-        args.manual_root)):
+    try:
+      builders = build(name, str(pathlib.Path(args.data_dir).resolve()),
+                       pathlib.Path(args.manual_root))
+    except (external_common.RawFileError, ModuleNotFoundError) as e:
+      # Expected user errors (altered or missing raw files, unknown names): one line, exit 1.
+      sys.exit(f"build: error: {name}: {e}")
+    for b in builders:
       print(f"{b.info.full_name}: " + ", ".join(
           f"{k}={v.num_examples}" for k, v in b.info.splits.items()))
 
