@@ -72,6 +72,8 @@ data: venv
 
 bench: venv
 	$(BIN)/python experiments/benchmarks/encode.py
+	$(BIN)/python experiments/benchmarks/episodes.py
+	$(BIN)/python experiments/benchmarks/meta_step.py $(if $(wildcard .venv-peer/bin/python),--peer_python=.venv-peer/bin/python,)
 
 clean:
 	rm -rf $(VENV) .jax_cache .pytest_cache
