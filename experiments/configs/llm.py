@@ -1,0 +1,75 @@
+r"""SmolLM2-135M-Instruct as the tool selector: Base (zero-shot prompt), LoRA SFT and MTA-LoRA.
+
+    python experiments/llm_select.py --config=experiments/configs/llm.py:base \
+        --workdir=workdirs/llm_base
+
+``arg`` is a comma-separated list of tokens:
+- ``base`` (default): zero-shot prompt, no training; ``sft``: LoRA (rank 8, attention
+  projections) trained on the seen (train-split) tools' queries with the answer-string loss;
+  ``mta``: MTA-LoRA, the bi-level core adapting the LoRA factors per episode and meta-learning
+  their initialisation and per-tensor inner learning rates;
+- ``smoke``: a tiny, truncated model (2 of 30 blocks), 2-way episodes with short descriptions and
+  a couple of steps: the end-to-end check that ``make test`` runs on a CPU;
+- ``gpu``: full-size training budgets sized for one accelerator (not run on the 2-core CPU).
+
+Flagfiles in ``experiments/flags/llm_*.flags`` pick an ``arg`` and carry overrides only.
+"""
+
+import ml_collections
+
+METHODS = ("base", "sft", "mta")
+
+
+def get_config(arg: str = "base") -> ml_collections.ConfigDict:
+  tokens = [t for t in (arg or "base").split(",") if t]
+  unknown = [t for t in tokens if t not in METHODS + ("smoke", "gpu")]
+  if unknown:
+    raise ValueError(f"llm.py: unknown config arg token(s) {unknown}; known: "
+                     f"{', '.join(METHODS)}, smoke, gpu")
+  method = next((t for t in tokens if t in METHODS), "base")
+
+  c = ml_collections.ConfigDict()
+  c.method = method
+  c.seed = 0
+  c.dataset = "mta_tools"
+  c.data_dir = ""  # "": MTA-Tools' committed JSONL; else a TFDS data dir or a JSONL folder
+  c.progress = True
+
+  c.model = ml_collections.ConfigDict(dict(num_layers=0, dtype="float32"))  # 0: all 30 blocks
+  c.prompt = ml_collections.ConfigDict(dict(system="", max_description_chars=0, parameters=False))
+
+  # The paper's protocol: 5 candidates (gold + 4 distractors from the gold's domain (SD) or from
+  # all tools (CD)), 5 episode seeds, on the unseen test tools. ``query_stride`` k keeps every
+  # k-th test query (deterministic subset; 1 = all); ``max_queries`` caps it (0 = no cap).
+  c.eval = ml_collections.ConfigDict(dict(
+      split="test", modes=("sd", "cd"), seeds=(0, 1, 2, 3, 4), n_way=5, query_stride=1,
+      max_queries=0, batch_size=8, max_new=24, generate=True))
+
+  c.lora = ml_collections.ConfigDict(dict(rank=8, alpha=16.0, targets=("q", "k", "v", "o")))
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=2e-4, warmup_steps=50, weight_decay=0.0, clip_norm=1.0, lr_of_inner_lr=1e-3))
+  # LoRA SFT: prompts of n_way candidates (gold + distractors, SD or CD at random) over the
+  # train-split tools, loss = negative log-likelihood of "Use [gold] tool".
+  c.sft = ml_collections.ConfigDict(dict(steps=1000, batch_size=16, n_way=5))
+  # MTA-LoRA: an episode = n_way train tools, k_shot support and q_query query prompts a tool
+  # (all listing the same n_way tools); inner SGD on the LoRA factors, outer loss on the queries.
+  c.meta = ml_collections.ConfigDict(dict(
+      algorithm="maml", inner_steps=1, inner_lr=1e-3, learn_inner_lr="per_tensor",
+      steps=500, meta_batch=4, n_way=5, k_shot=1, q_query=1, mode="sd", eval_k_shot=1))
+  c.log_every = 10
+
+  if "gpu" in tokens:
+    c.eval.batch_size = 32
+    c.sft.batch_size = 32
+    c.meta.meta_batch = 8
+  if "smoke" in tokens:
+    c.model.num_layers = 2
+    c.prompt.max_description_chars = 40
+    c.eval.update(seeds=(0,), modes=("sd",), n_way=2, query_stride=1, max_queries=4,
+                  batch_size=2, max_new=4)
+    c.sft.update(steps=2, batch_size=2, n_way=2)
+    c.meta.update(steps=2, meta_batch=1, n_way=2, k_shot=1, q_query=1)
+    c.optim.warmup_steps = 1
+    c.log_every = 1
+    c.progress = False
+  return c

@@ -1,0 +1,47 @@
+r"""Evaluates SmolLM2-135M-Instruct as a tool selector (Base, LoRA SFT or MTA-LoRA) on the paper's
+protocol and writes ``<workdir>/results.json``.
+
+    python experiments/llm_select.py --flagfile=experiments/flags/llm_base.flags
+    python experiments/llm_select.py --config=experiments/configs/llm.py:base \
+        --config.eval.query_stride=16 --workdir=workdirs/llm_base
+
+Exit codes: 0 done, 1 an error with a one-line message (bad config, missing data or weights).
+"""
+
+import os
+import pathlib
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A get_config(arg) file:arg.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where results.json is written.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  import jax  # pylint: disable=import-outside-toplevel
+  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
+      pathlib.Path(__file__).resolve().parents[1] / ".jax_cache")
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  from mta_jax import data  # pylint: disable=import-outside-toplevel
+  from mta_jax.llm import run, weights  # pylint: disable=import-outside-toplevel
+  try:
+    summary = run.run(_CONFIG.value, _WORKDIR.value)
+  except (data.DatasetNotFoundError, weights.WeightsNotFoundError, ValueError) as e:
+    sys.exit(f"llm_select: {type(e).__name__}: {e}")
+  for mode, r in summary["results"].items():
+    line = f"{mode}: loglik {100 * r['loglik']['mean']:.2f} ± {100 * r['loglik']['std']:.2f}"
+    if "generate" in r:
+      line += f", generate {100 * r['generate']['mean']:.2f} ± {100 * r['generate']['std']:.2f}"
+    print(line)
+  print(f"{summary['evaluated_on']}; wrote {pathlib.Path(_WORKDIR.value) / 'results.json'}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,172 @@
+"""Tool selection with the LLM, LoRA, LoRA SFT and MTA-LoRA: prompt and parsing, batching
+bookkeeping, LoRA identity at init, a meta-gradient against finite differences (tiny random
+llama, float64), and end-to-end smoke runs of the experiment for every method."""
+
+import importlib.util
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from mta_jax import bilevel, evaluation
+from mta_jax import params as P
+from mta_jax.llm import llama, lora, meta, run, select, train, weights
+from mta_jax.llm.lm import LanguageModel
+from mta_jax.llm.tokenizer import ChatTokenizer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _config(arg):
+  spec = importlib.util.spec_from_file_location("llm_config", ROOT / "experiments/configs/llm.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+@pytest.fixture(scope="module")
+def small():
+  """The real weights truncated to 2 blocks: cheap, same shapes per block as the full model."""
+  return LanguageModel.pretrained(num_layers=2)
+
+
+@pytest.fixture(scope="module")
+def ds():
+  return run.load_dataset("mta_tools", "")
+
+
+def test_parse_choice_takes_the_last_bracketed_candidate_exactly():
+  names = ["set_alarm", "start_timer", "create_reminder"]
+  assert select.parse_choice("Use [start_timer] tool", names) == 1
+  assert select.parse_choice("Not [set_alarm] but [ Create_Reminder ] tool", names) == 2
+  assert select.parse_choice("Use [timer] tool", names) == -1  # a non-candidate is wrong
+  assert select.parse_choice("Use start_timer", names) == -1
+
+
+def test_prompt_lists_candidates_then_question_and_answer_format(small, ds):
+  row = int(ds.query_indices("test")[0])
+  cands = ds.tool_indices("test")[:5]
+  prompt, answers = select.episode_tokens(small, ds, row, cands, select.PromptConfig())
+  text = small.tokenizer.decode(prompt, skip_special_tokens=False)
+  positions = [text.index(f"{i + 1}. [{ds.tools[t].name}]: {ds.tools[t].description}")
+               for i, t in enumerate(cands)]
+  assert positions == sorted(positions)
+  assert text.index(ds.queries[row].text) > positions[-1]
+  assert "Use [tool name] tool" in text and text.endswith("<|im_start|>assistant\n")
+  assert [small.tokenizer.decode(a) for a in answers] == [
+      f"Use [{ds.tools[t].name}] tool" for t in cands]
+
+
+def test_selector_batching_matches_per_episode_scoring_and_compiles_once_per_bucket(small, ds):
+  rows = ds.query_indices("test")[::200][:6]
+  cands, _ = evaluation.candidate_sets(np.random.default_rng(0), ds, rows, "cd", 3)
+  sel = select.Selector(small, ds, select.PromptConfig(max_description_chars=30), batch_size=4,
+                        max_new=3)
+  out = sel.run(rows, cands)
+  assert sel._fn._cache_size() == len(sel.shapes_seen)  # one compile per (prompt, answer) bucket
+  for i in (0, 5):
+    prompt, answers = select.episode_tokens(small, ds, rows[i], cands[i], sel.cfg)
+    p = np.array([prompt], np.int32)
+    a = np.full((1, 3, 16), 2, np.int32)
+    for j, ans in enumerate(answers):
+      a[0, j, :len(ans)] = ans
+    direct = small.score_answers(small.params, p, np.array([len(prompt)], np.int32), a,
+                                 np.array([[len(x) for x in answers]], np.int32))
+    np.testing.assert_allclose(out["loglik"][i], np.asarray(direct)[0], atol=1e-3, rtol=0)
+  assert out["gen_pick"].shape == (6,) and set(out["gen_pick"]) <= {-1, 0, 1, 2}
+
+
+def test_lora_starts_as_the_identity_and_touches_only_attention(small):
+  cfg = lora.LoraConfig(rank=4)
+  adapters = lora.init(small.params, cfg, jax.random.key(0))
+  assert set(adapters) == {f"lora/blocks/{t}/{f}" for t in "qkvo" for f in "ab"}
+  merged = lora.apply(small.params, adapters, cfg)
+  assert all(np.array_equal(merged[k], small.params[k]) for k in small.params)
+  adapters = {k: v + 0.01 for k, v in adapters.items()}
+  merged = lora.apply(small.params, adapters, cfg)
+  changed = {k for k in small.params if not np.array_equal(merged[k], small.params[k])}
+  assert changed == {f"blocks/{t}" for t in "qkvo"}
+
+
+def test_sft_steps_reduce_the_answer_loss(small, ds):
+  pcfg = select.PromptConfig(max_description_chars=30)
+  rows = ds.query_indices("train")[:4]
+  batch = train.sft_batch(np.random.default_rng(0), small, ds, rows, ds.tool_indices("train"),
+                          2, 4, pcfg)
+  cfg = lora.LoraConfig(rank=4)
+  ocfg = ml_collections.ConfigDict(dict(lr=3e-3, warmup_steps=1, clip_norm=1.0,
+                                       weight_decay=0.0))
+  opt = train.make_optimizer(ocfg, 10)
+  adapters = lora.init(small.params, cfg, jax.random.key(0))
+  state = {"lora": adapters, "opt": opt.init(adapters), "step": jnp.zeros((), jnp.int32)}
+  step = train.make_sft_step(small, cfg, opt)
+  losses = []
+  for _ in range(5):
+    state, m = step(state, small.params, batch, 16)
+    losses.append(float(m["loss"]))
+  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.1, losses
+  assert float(jnp.abs(state["lora"]["lora/blocks/q/b"]).max()) > 0
+
+
+def _tiny_model():
+  """A random 1-block llama in float64 (vocab 512; the tokenizer only supplies pad/stop ids)."""
+  _, _, metadata = weights.load_gguf()
+  cfg = llama.LlamaConfig(vocab_size=512, hidden_size=8, num_layers=1, num_heads=2,
+                          num_kv_heads=1, head_dim=4, intermediate_size=16)
+  state = nnx.split(llama.Llama(cfg, rngs=nnx.Rngs(0)), nnx.Param)[1]
+  params = jax.tree.map(lambda x: np.asarray(x, np.float64), nnx.to_pure_dict(state))
+  return LanguageModel(cfg, params, ChatTokenizer(metadata), dtype=jnp.float64)
+
+
+def test_mta_lora_meta_gradient_matches_finite_differences():
+  with jax.enable_x64(True):
+    model = _tiny_model()
+    rng = np.random.default_rng(0)
+
+    def stream(n):
+      pairs = [(list(rng.integers(3, 500, 6)), list(rng.integers(3, 500, 3))) for _ in range(n)]
+      return jax.tree.map(jnp.asarray, train.pack(pairs, 2, length=16, max_answer=4))
+
+    episode = {"support": stream(3), "query": stream(2)}
+    lcfg = lora.LoraConfig(rank=2, alpha=2.0)
+    mcfg = bilevel.MetaConfig(algorithm="maml", inner_steps=2, inner_lr=0.5,
+                              learn_inner_lr="per_tensor")
+    phi = meta.init_meta(model.params, lcfg, mcfg, jax.random.key(1))
+    phi = jax.tree.map(lambda x: x.astype(jnp.float64), phi)
+    keys = iter(jax.random.split(jax.random.key(2), 64))
+    phi["params"] = {k: v + 0.3 * jax.random.normal(next(keys), v.shape, v.dtype)
+                     for k, v in phi["params"].items()}
+    f = jax.jit(lambda m: meta.episode_loss(model, lcfg, mcfg, m, model.params, episode, 4)[0])
+    g = jax.jit(jax.grad(f))(phi)
+    assert float(P.global_norm(g["inner_lr"])) > 0  # the inner rates are meta-learned
+    for _ in range(2):
+      d = jax.tree.map(lambda x: jax.random.normal(next(keys), x.shape, x.dtype), phi)
+      eps = 1e-5
+      plus = jax.tree.map(lambda x, y: x + eps * y, phi, d)
+      minus = jax.tree.map(lambda x, y: x - eps * y, phi, d)
+      numeric = float((f(plus) - f(minus)) / (2 * eps))
+      analytic = float(sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g),
+                                                           jax.tree.leaves(d))))
+      assert abs(analytic - numeric) <= 1e-6 * max(abs(numeric), 1e-3), (analytic, numeric)
+
+
+@pytest.mark.parametrize("method", ["base", "sft", "mta"])
+def test_experiment_smoke_runs_end_to_end(method, tmp_path):
+  summary = run.run(_config(f"{method},smoke"), tmp_path)
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["method"] == method and saved["evaluated_on"].startswith("4 of the")
+  sd = saved["results"]["sd"]
+  assert sd["episodes"] == 4 and 0.0 <= sd["loglik"]["mean"] <= 1.0
+  assert 0.0 <= sd["generate"]["mean"] <= 1.0
+  if method == "sft":
+    log = summary["train"]["sft"]
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
+  if method == "mta":
+    log = summary["train"]["mta"]
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(np.isfinite(r["outer/loss"]) and np.isfinite(r["inner/loss_after"]) for r in log)
