@@ -75,6 +75,7 @@ data: venv
 bench: venv
 	$(BIN)/python experiments/benchmarks/encode.py
 	$(BIN)/python experiments/benchmarks/episodes.py
+	$(BIN)/python experiments/benchmarks/selector.py
 	$(BIN)/python experiments/benchmarks/meta_step.py $(if $(wildcard .venv-peer/bin/python),--peer_python=.venv-peer/bin/python,)
 
 clean:
