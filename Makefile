@@ -10,7 +10,7 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS := 0
 export PYTHONWARNINGS := ignore::DeprecationWarning:ml_collections
 TFDS_DIR ?= $(CURDIR)/tfds_data
 
-.PHONY: venv demo test test-slow data bench clean
+.PHONY: venv demo test test-slow data bench clean tf
 
 venv: $(STAMP)
 
@@ -67,6 +67,10 @@ test: venv
 
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow tests datasets_tfds
+
+# Optional: TensorFlow (1.4 GB) for tfrecord builds and tfds.load / tf.data; not in the default set-up.
+tf: venv
+	$(BIN)/pip install -q --disable-pip-version-check tensorflow-cpu==2.21.0
 
 data: venv
 	$(BIN)/python datasets_tfds/mta_tools/synthesize.py

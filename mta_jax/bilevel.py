@@ -46,6 +46,10 @@ class MetaConfig:
   # One extra forward pass of the support streams at θ for the `inner/*_after` metrics (~3% of
   # a second-order step); off in the benchmark so the work equals the PyTorch peer's.
   track_adapted_support: bool = True
+  # How the meta-batch is batched: "vmap" (one batched program; per-episode fast weights make
+  # the dense layers batched matmuls) or "map" (lax.map: episodes one after another inside the
+  # same jitted step, plain 2-D matmuls; faster on CPU, see BENCHMARKS.md).
+  episode_batching: str = "vmap"
 
   @property
   def first_order(self) -> bool:
@@ -54,6 +58,9 @@ class MetaConfig:
   def validate(self) -> None:
     if self.algorithm not in ALGORITHMS:
       raise ValueError(f"meta.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+    if self.episode_batching not in ("vmap", "map"):
+      raise ValueError(f"meta.episode_batching must be 'vmap' or 'map', got "
+                       f"{self.episode_batching!r}")
     if self.learn_inner_lr not in LR_MODES:
       raise ValueError(f"meta.learn_inner_lr must be one of {LR_MODES}, got "
                        f"{self.learn_inner_lr!r}")
@@ -196,8 +203,11 @@ def _reptile_direction(scorer: Scorer, cfg: MetaConfig, meta: dict, episode: Epi
 
 def meta_loss(scorer: Scorer, cfg: MetaConfig, meta: dict, episodes: Episode):
   """Mean over the meta-batch of the vmapped ``episode_loss`` (episodes on axis 0)."""
-  losses, metrics = jax.vmap(functools.partial(episode_loss, scorer, cfg),
-                             in_axes=(None, 0))(meta, episodes)
+  one = functools.partial(episode_loss, scorer, cfg)
+  if cfg.episode_batching == "map":
+    losses, metrics = jax.lax.map(lambda ep: one(meta, ep), episodes)
+  else:
+    losses, metrics = jax.vmap(one, in_axes=(None, 0))(meta, episodes)
   return losses.mean(), jax.tree.map(jnp.mean, metrics)
 
 

@@ -114,11 +114,12 @@ def dataclasses_replace(cfg, **kw):
   return dataclasses.replace(cfg, **kw)
 
 
+@pytest.mark.parametrize("batching", ["vmap", "map"])
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "protonet"])
-def test_vmapped_meta_loss_equals_python_loop(algorithm):
+def test_vmapped_meta_loss_equals_python_loop(algorithm, batching):
   scorer, feats = _setup(SCORERS["lora+proto"], n_episodes=4)
   cfg = bilevel.MetaConfig(algorithm=algorithm, inner_steps=2, inner_lr=0.1,
-                           learn_inner_lr="per_tensor")
+                           learn_inner_lr="per_tensor", episode_batching=batching)
   meta = bilevel.init_meta(scorer, cfg, jax.random.key(0))
   batched, _ = bilevel.meta_loss(scorer, cfg, meta, feats)
   looped = np.mean([
@@ -199,3 +200,14 @@ def test_meta_train_step_traces_once():
   for key in ("inner/loss_before", "inner/loss_after", "outer/loss", "outer/acc", "grad_norm",
               "param_norm"):
     assert key in metrics
+
+
+def test_map_and_vmap_batching_give_the_same_meta_gradient():
+  scorer, feats = _setup(SCORERS["top+head"], n_episodes=3)
+  grads = []
+  for batching in ("vmap", "map"):
+    cfg = bilevel.MetaConfig(algorithm="maml", inner_steps=2, inner_lr=0.1,
+                             episode_batching=batching)
+    meta = bilevel.init_meta(scorer, cfg, jax.random.key(0))
+    grads.append(jax.grad(lambda m, c=cfg: bilevel.meta_loss(scorer, c, m, feats)[0])(meta))
+  chex.assert_trees_all_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)

@@ -119,7 +119,6 @@ def test_kill_resume_corrupt_fallback_then_evaluate_and_report(setup):
       "training_curves.png", "inner_steps.png", "k_shots.png", "per_domain.png"))
 
 
-@pytest.mark.slow
 def test_kill_at_several_random_steps_resumes_bit_for_bit(setup):
   tmp, _, flags, ref_digest = setup
   for kill_at in np.random.default_rng(11).choice(np.arange(1, TOTAL), size=3, replace=False):

@@ -232,3 +232,19 @@ def test_card_tables_are_what_the_committed_script_prints():
   readme = (HERE / "README.md").read_text()
   for table in (card.counts_table(ds), card.style_table(ds), card.length_table(ds)):
     assert table in readme
+
+
+def test_tfds_load_with_tensorflow_from_a_tfrecord_build(tmp_path):
+  """The tf.data path: needs TensorFlow (`make tf`), which the default set-up leaves out."""
+  pytest.importorskip("tensorflow", reason="TensorFlow is not installed (optional, `make tf`); "
+                      "the array_record path is tested above without it")
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from datasets_tfds.mta_tools import mta_tools_dataset_builder as mb  # pylint: disable=import-outside-toplevel
+  b = mb.Builder(config="qa", data_dir=str(tmp_path), file_format="tfrecord")
+  b.download_and_prepare()
+  ds = tfds.load("mta_tools/qa", split="test", data_dir=str(tmp_path))
+  n = 0
+  for ex in ds.take(3):
+    assert ex["query"].numpy() and ex["tool"].numpy()
+  n = sum(1 for _ in ds)
+  assert n == b.info.splits["test"].num_examples == 2446

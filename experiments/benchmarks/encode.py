@@ -1,9 +1,11 @@
 """Benchmark: sentences per second of the pretrained encoder, with and without length buckets.
 
-Two workloads from MTA-Tools: 1,000 short user queries and the 155 tool documents. Each is
+Workloads from MTA-Tools: 1,000 user queries of every style (every 9th), 1,000 short queries
+(at most 32 tokens, the issue's "short queries") and the 155 tool documents. Each is
 embedded ``--repeats`` times (after a warm-up that compiles every bucket) and the median is
-reported. "Buckets" pads each length-sorted batch to the smallest of 16/32/64/128/256 tokens;
-"fixed" pads everything to 256 (what an encoder without bucketing does).
+reported. "Buckets" pads each length-sorted batch to the smallest of 16/32/64/128/256 tokens; "fixed" pads every batch to one length, the bucket of
+the longest text of the whole workload (what an encoder without bucketing must do to compile
+once).
 
     .venv/bin/python experiments/benchmarks/encode.py [--repeats 5]
 """
@@ -18,6 +20,7 @@ import jax
 
 from mta_jax import data
 from mta_jax.models import TextEncoder
+from mta_jax.models import tokenizer as tokenizer_lib
 from datasets_tfds.mta_tools import synthesize
 
 
@@ -25,14 +28,22 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--batch_size", type=int, default=64)
+  ap.add_argument("--workloads", default="queries,short,docs")
   a = ap.parse_args(argv)
   ds = data.from_jsonl(synthesize.DATA_DIR)
   queries = [q.text for q in ds.queries[::9]][:1000]
   docs = [t.document() for t in ds.tools]
   enc = TextEncoder.pretrained()
   rows = []
-  for name, texts in (("1,000 queries", queries), ("155 tool documents", docs)):
-    for label, kw in (("buckets", {}), ("fixed 256", {"bucketing": False})):
+  # Short queries: the first 1,000 of the dataset's queries that fit 32 tokens ([CLS]/[SEP] incl.).
+  lengths = [len(r) for r in enc.tokenizer.encode([q.text for q in ds.queries])]
+  short = [q.text for q, n in zip(ds.queries, lengths) if n <= 32][::5][:1000]
+  workloads = {"queries": ("1,000 queries", queries), "short": ("1,000 short queries", short),
+               "docs": ("155 tool documents", docs)}
+  for key in a.workloads.split(","):
+    name, texts = workloads[key]
+    longest = tokenizer_lib.bucket_for(max(len(r) for r in enc.tokenizer.encode(texts)))
+    for label, kw in (("buckets", {}), (f"fixed {longest}", {"fixed_length": longest})):
       enc.embed(texts, batch_size=a.batch_size, **kw)  # compile every shape first
       ts = []
       for _ in range(a.repeats):

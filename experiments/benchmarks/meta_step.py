@@ -9,7 +9,8 @@ Variants:
 - ``vmap``: the jitted step, episodes vmapped (what meta_train.py runs), on cached lower states;
 - ``vmap+bottom``: the same plus recomputing the 5 frozen layers every step (the peer's work);
 - ``loop``: one jitted episode gradient per episode in a Python loop, then the update;
-- ``first_order``: ``vmap`` with first-order MAML.
+- ``first_order``: ``vmap`` with first-order MAML;
+- ``map``: the jitted step with ``episode_batching="map"`` (``lax.map`` over episodes).
 Also the 2048^3 float32 matmul ceiling and, if ``--peer_python`` is given, the PyTorch peer
 (``--peer_variants``) run after the JAX variants in the same invocation, so ratios compare
 numbers measured minutes apart on the same machine.
@@ -140,10 +141,11 @@ def main(argv=None):
     fo = variant == "first_order"
     mcfg = bilevel.MetaConfig(algorithm="fomaml" if fo else "maml",
                               inner_steps=a.inner_steps, inner_lr=0.01,
-                              track_adapted_support=False)
+                              track_adapted_support=False,
+                              episode_batching="map" if variant == "map" else "vmap")
     state = bilevel.init_train_state(scorer, mcfg, opt, jax.random.key(0))
     i = [0]
-    if variant in ("vmap", "first_order", "vmap+bottom"):
+    if variant in ("vmap", "first_order", "vmap+bottom", "map"):
       step = bilevel.make_meta_train_step(scorer, mcfg, opt)
       if variant == "vmap+bottom":
         def run():
