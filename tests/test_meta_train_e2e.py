@@ -52,8 +52,9 @@ def _final_digest(workdir: pathlib.Path) -> str:
   return json.loads(cfg.read_text())["digest"]
 
 
-def _kill_resume_compare(flags, tmp, ref_digest, kill_at):
-  run = tmp / f"killed_at_{kill_at}"
+def _kill_resume_compare(flags, tmp, ref_digest, kill_at, tag=""):
+  # The tag keeps workdirs of different tests apart (same kill step, same module-scoped tmp).
+  run = tmp / f"killed_at_{kill_at}{tag}"
   killed = _train(flags, run, kill_at=kill_at)
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
   assert not (run / "checkpoints" / str(TOTAL)).exists()
@@ -122,4 +123,4 @@ def test_kill_resume_corrupt_fallback_then_evaluate_and_report(setup):
 def test_kill_at_several_random_steps_resumes_bit_for_bit(setup):
   tmp, _, flags, ref_digest = setup
   for kill_at in np.random.default_rng(11).choice(np.arange(1, TOTAL), size=3, replace=False):
-    _kill_resume_compare(flags, tmp, ref_digest, int(kill_at))
+    _kill_resume_compare(flags, tmp, ref_digest, int(kill_at), tag="_multi")
