@@ -87,6 +87,9 @@ def _known_errors() -> tuple:
 
 
 def main(argv):
+  # Orbax's async readers report a corrupt array a second time from a garbage-collected
+  # coroutine ("Exception ignored in ..."), after the one-line CheckpointError has said it.
+  sys.unraisablehook = lambda unraisable: None
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   # JAX's backend probing (INFO) and Orbax's metadata read (WARNING) are noise here; errors are
