@@ -69,8 +69,7 @@ class _Locator:
     for needle in needles:
       if needle is None:
         continue
-      encoded = json.dumps(needle, ensure_ascii=False) if not isinstance(needle, str) else (
-          json.dumps(needle, ensure_ascii=False))
+      encoded = json.dumps(needle, ensure_ascii=False)
       for i in range(max(start, 1) - 1, len(self._lines)):
         if encoded in self._lines[i] or (isinstance(needle, str) and needle in self._lines[i]):
           return i + 1
