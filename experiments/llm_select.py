@@ -1,9 +1,10 @@
 r"""Evaluates SmolLM2-135M-Instruct as a tool selector (Base, LoRA SFT or MTA-LoRA) on the paper's
-protocol and writes ``<workdir>/results.json``.
+evaluator's tasks (the encoder rows' episodes) and writes ``<workdir>/eval.json``, which
+``experiments/report.py`` turns into a row of RESULTS.md.
 
     python experiments/llm_select.py --flagfile=experiments/flags/llm_base.flags
     python experiments/llm_select.py --config=experiments/configs/llm.py:base \
-        --config.eval.query_stride=16 --workdir=workdirs/llm_base
+        --config.eval.max_queries=500 --workdir=workdirs/llm_base
 
 Exit codes: 0 done, 1 an error with a one-line message (bad config, missing data or weights).
 """
@@ -17,7 +18,7 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A get_config(arg) file:arg.",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where results.json is written.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where eval.json is written.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -31,17 +32,27 @@ def main(argv) -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   from mta_jax import data  # pylint: disable=import-outside-toplevel
   from mta_jax.llm import run, weights  # pylint: disable=import-outside-toplevel
+  command = "python " + " ".join([pathlib.Path(sys.argv[0]).as_posix()] + sys.argv[1:])
   try:
-    summary = run.run(_CONFIG.value, _WORKDIR.value)
+    summary = run.run(_CONFIG.value, _WORKDIR.value, command)
   except (data.DatasetNotFoundError, weights.WeightsNotFoundError, ValueError) as e:
     sys.exit(f"llm_select: {type(e).__name__}: {e}")
-  for mode, r in summary["results"].items():
-    line = f"{mode}: loglik {100 * r['loglik']['mean']:.2f} ± {100 * r['loglik']['std']:.2f}"
-    if "generate" in r:
-      line += f", generate {100 * r['generate']['mean']:.2f} ± {100 * r['generate']['std']:.2f}"
-    print(line)
-  print(f"{summary['evaluated_on']}; wrote {pathlib.Path(_WORKDIR.value) / 'results.json'}")
-
+  for name, res in summary["results"].items():
+    if "skipped" in res:
+      print(f"{name}: skipped ({res['skipped']})")
+      continue
+    for mode in [m for m in ("sd", "cd") if m in res]:
+      for shot, r in res[mode].items():
+        if "skipped" in r:
+          print(f"{name} {mode} {shot}: skipped ({r['skipped']})")
+          continue
+        line = (f"{name} {mode} {shot}: loglik {100 * r['mean']:.2f} ± {100 * r['std']:.2f}")
+        if "generate" in r:
+          line += (f", generate {100 * r['generate']['mean']:.2f} ± "
+                   f"{100 * r['generate']['std']:.2f}")
+        print(line)
+    print(f"  ({res['evaluated_on']})")
+  print(f"wrote {pathlib.Path(_WORKDIR.value) / 'eval.json'}")
 
 if __name__ == "__main__":
   app.run(main)

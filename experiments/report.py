@@ -21,7 +21,8 @@ _TITLE = flags.DEFINE_string("title", "Results", "Heading of the report.")
 _NOTE = flags.DEFINE_string("note", "", "A paragraph under the heading (e.g. which config).")
 flags.mark_flag_as_required("workdirs")
 
-ORDER = ["Random", "BM25", "Base (zero-shot)", "SFT", "ProtoNet", "FOMAML", "Reptile", "MTA"]
+ORDER = ["Random", "BM25", "Base (zero-shot)", "SFT", "ProtoNet", "FOMAML", "Reptile", "MTA",
+         "MTA (trained on MetaTool seen tools)", "LLM Base (SmolLM2-135M, prompt)", "LLM LoRA SFT", "LLM MTA-LoRA"]
 # (header, dataset, mode) of the main table; "sd/cd" shows both.
 COLUMNS = [("MTA-Tools SD", "mta_tools", "sd"), ("MTA-Tools CD", "mta_tools", "cd"),
            ("API-Bank (5-way CD)", "api_bank", "cd"),
@@ -59,6 +60,8 @@ def _cell(runs, dataset, mode, shot="0shot") -> str:
   if mode == "sd/cd":
     return " / ".join(_cell(runs, dataset, m, shot) for m in ("sd", "cd"))
   if mode == "full":
+    if any("full_pool" not in x for x in res):
+      return "n/a⁵"
     return _fmt([x["full_pool"]["0shot"]["top1"] for x in res])
   cells = [x.get(mode, {}).get(shot, {}) for x in res]
   if any("mean" not in c for c in cells):
@@ -176,7 +179,9 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str]) -> str
             "² The paper's \"API-Bench\" column, placed under APIBench.",
             "³ Dataset not built in the data dir: build it with `python -m datasets_tfds.build "
             "--data_dir=tfds_data --datasets=<name>` and rerun the row's evaluate command.",
-            "⁴ Not evaluated by this report's commands (no `--datasets=<name>`).", ""]
+            "⁴ Not evaluated by this report's commands (no `--datasets=<name>`).",
+            "⁵ LLM rows rank 5 candidates per prompt; a full-pool prompt listing every test tool "
+            "is not evaluated.", ""]
   lines += ["## Test-time adaptation (MTA-Tools, SD / CD)", "",
             "| Row | SD 0-shot | SD K=1 | SD K=5 | CD 0-shot | CD K=1 | CD K=5 | full-pool top-3 "
             "| full-pool MRR |", "|" + "---|" * 9]
@@ -196,6 +201,8 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str]) -> str
         train_cmd = f"`{last[-1]}` ({last[0]}; checkpoint of step {r['step']}), then "
       lines.append(f"- **{name}**: {train_cmd}`{r['command']}` ({r['date']}, "
                    f"{r['eval_seconds']} s)")
+      for ds_name, what in r.get("evaluated_on", {}).items():  # LLM rows may score a subset
+        lines.append(f"  - {ds_name}: {what}")
   if plots:
     lines += ["", "## Plots", ""] + [f"![{p}]({plots_rel}/{p})" for p in plots]
   return "\n".join(lines) + "\n"

@@ -20,3 +20,17 @@ def text_encoder():
   """The pretrained encoder, loaded once per test session."""
   from mta_jax.models import TextEncoder  # pylint: disable=import-outside-toplevel
   return TextEncoder.pretrained()
+
+
+@pytest.fixture(scope="session")
+def llm_small():
+  """SmolLM2's real weights truncated to 2 blocks: cheap, same shapes per block as the full model."""
+  from mta_jax.llm.lm import LanguageModel  # pylint: disable=import-outside-toplevel
+  return LanguageModel.pretrained(num_layers=2)
+
+
+@pytest.fixture(scope="session")
+def mta_ds():
+  """MTA-Tools from its committed JSONL (no TFDS build needed)."""
+  from mta_jax.llm import run  # pylint: disable=import-outside-toplevel
+  return run.load_dataset("mta_tools", "")

@@ -29,17 +29,6 @@ def _config(arg):
   return mod.get_config(arg)
 
 
-@pytest.fixture(scope="module")
-def small():
-  """The real weights truncated to 2 blocks: cheap, same shapes per block as the full model."""
-  return LanguageModel.pretrained(num_layers=2)
-
-
-@pytest.fixture(scope="module")
-def ds():
-  return run.load_dataset("mta_tools", "")
-
-
 def test_parse_choice_takes_the_last_bracketed_candidate_exactly():
   names = ["set_alarm", "start_timer", "create_reminder"]
   assert select.parse_choice("Use [start_timer] tool", names) == 1
@@ -48,66 +37,66 @@ def test_parse_choice_takes_the_last_bracketed_candidate_exactly():
   assert select.parse_choice("Use start_timer", names) == -1
 
 
-def test_prompt_lists_candidates_then_question_and_answer_format(small, ds):
-  row = int(ds.query_indices("test")[0])
-  cands = ds.tool_indices("test")[:5]
-  prompt, answers = select.episode_tokens(small, ds, row, cands, select.PromptConfig())
-  text = small.tokenizer.decode(prompt, skip_special_tokens=False)
-  positions = [text.index(f"{i + 1}. [{ds.tools[t].name}]: {ds.tools[t].description}")
+def test_prompt_lists_candidates_then_question_and_answer_format(llm_small, mta_ds):
+  row = int(mta_ds.query_indices("test")[0])
+  cands = mta_ds.tool_indices("test")[:5]
+  prompt, answers = select.episode_tokens(llm_small, mta_ds, row, cands, select.PromptConfig())
+  text = llm_small.tokenizer.decode(prompt, skip_special_tokens=False)
+  positions = [text.index(f"{i + 1}. [{mta_ds.tools[t].name}]: {mta_ds.tools[t].description}")
                for i, t in enumerate(cands)]
   assert positions == sorted(positions)
-  assert text.index(ds.queries[row].text) > positions[-1]
+  assert text.index(mta_ds.queries[row].text) > positions[-1]
   assert "Use [tool name] tool" in text and text.endswith("<|im_start|>assistant\n")
-  assert [small.tokenizer.decode(a) for a in answers] == [
-      f"Use [{ds.tools[t].name}] tool" for t in cands]
+  assert [llm_small.tokenizer.decode(a) for a in answers] == [
+      f"Use [{mta_ds.tools[t].name}] tool" for t in cands]
 
 
-def test_selector_batching_matches_per_episode_scoring_and_compiles_once_per_bucket(small, ds):
-  rows = ds.query_indices("test")[::200][:6]
-  cands, _ = evaluation.candidate_sets(np.random.default_rng(0), ds, rows, "cd", 3)
-  sel = select.Selector(small, ds, select.PromptConfig(max_description_chars=30), batch_size=4,
+def test_selector_batching_matches_per_episode_scoring_and_compiles_once_per_bucket(llm_small, mta_ds):
+  rows = mta_ds.query_indices("test")[::200][:6]
+  cands, _ = evaluation.candidate_sets(np.random.default_rng(0), mta_ds, rows, "cd", 3)
+  sel = select.Selector(llm_small, mta_ds, select.PromptConfig(max_description_chars=30), batch_size=4,
                         max_new=3)
   out = sel.run(rows, cands)
   assert sel._fn._cache_size() == len(sel.shapes_seen)  # one compile per (prompt, answer) bucket
   for i in (0, 5):
-    prompt, answers = select.episode_tokens(small, ds, rows[i], cands[i], sel.cfg)
+    prompt, answers = select.episode_tokens(llm_small, mta_ds, rows[i], cands[i], sel.cfg)
     p = np.array([prompt], np.int32)
     a = np.full((1, 3, 16), 2, np.int32)
     for j, ans in enumerate(answers):
       a[0, j, :len(ans)] = ans
-    direct = small.score_answers(small.params, p, np.array([len(prompt)], np.int32), a,
+    direct = llm_small.score_answers(llm_small.params, p, np.array([len(prompt)], np.int32), a,
                                  np.array([[len(x) for x in answers]], np.int32))
     np.testing.assert_allclose(out["loglik"][i], np.asarray(direct)[0], atol=1e-3, rtol=0)
   assert out["gen_pick"].shape == (6,) and set(out["gen_pick"]) <= {-1, 0, 1, 2}
 
 
-def test_lora_starts_as_the_identity_and_touches_only_attention(small):
+def test_lora_starts_as_the_identity_and_touches_only_attention(llm_small):
   cfg = lora.LoraConfig(rank=4)
-  adapters = lora.init(small.params, cfg, jax.random.key(0))
+  adapters = lora.init(llm_small.params, cfg, jax.random.key(0))
   assert set(adapters) == {f"lora/blocks/{t}/{f}" for t in "qkvo" for f in "ab"}
-  merged = lora.apply(small.params, adapters, cfg)
-  assert all(np.array_equal(merged[k], small.params[k]) for k in small.params)
+  merged = lora.apply(llm_small.params, adapters, cfg)
+  assert all(np.array_equal(merged[k], llm_small.params[k]) for k in llm_small.params)
   adapters = {k: v + 0.01 for k, v in adapters.items()}
-  merged = lora.apply(small.params, adapters, cfg)
-  changed = {k for k in small.params if not np.array_equal(merged[k], small.params[k])}
+  merged = lora.apply(llm_small.params, adapters, cfg)
+  changed = {k for k in llm_small.params if not np.array_equal(merged[k], llm_small.params[k])}
   assert changed == {f"blocks/{t}" for t in "qkvo"}
 
 
-def test_sft_steps_reduce_the_answer_loss(small, ds):
+def test_sft_steps_reduce_the_answer_loss(llm_small, mta_ds):
   pcfg = select.PromptConfig(max_description_chars=30)
-  rows = ds.query_indices("train")[:4]
-  batch = train.sft_batch(np.random.default_rng(0), small, ds, rows, ds.tool_indices("train"),
+  rows = mta_ds.query_indices("train")[:4]
+  batch = train.sft_batch(np.random.default_rng(0), llm_small, mta_ds, rows, mta_ds.tool_indices("train"),
                           2, 4, pcfg)
   cfg = lora.LoraConfig(rank=4)
   ocfg = ml_collections.ConfigDict(dict(lr=3e-3, warmup_steps=1, clip_norm=1.0,
                                        weight_decay=0.0))
   opt = train.make_optimizer(ocfg, 10)
-  adapters = lora.init(small.params, cfg, jax.random.key(0))
+  adapters = lora.init(llm_small.params, cfg, jax.random.key(0))
   state = {"lora": adapters, "opt": opt.init(adapters), "step": jnp.zeros((), jnp.int32)}
-  step = train.make_sft_step(small, cfg, opt)
+  step = train.make_sft_step(llm_small, cfg, opt)
   losses = []
   for _ in range(5):
-    state, m = step(state, small.params, batch, 16)
+    state, m = step(state, llm_small.params, batch, 16)
     losses.append(float(m["loss"]))
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.1, losses
   assert float(jnp.abs(state["lora"]["lora/blocks/q/b"]).max()) > 0
@@ -157,12 +146,18 @@ def test_mta_lora_meta_gradient_matches_finite_differences():
 
 @pytest.mark.parametrize("method", ["base", "sft", "mta"])
 def test_experiment_smoke_runs_end_to_end(method, tmp_path):
-  summary = run.run(_config(f"{method},smoke"), tmp_path)
-  saved = json.loads((tmp_path / "results.json").read_text())
-  assert saved["method"] == method and saved["evaluated_on"].startswith("4 of the")
-  sd = saved["results"]["sd"]
-  assert sd["episodes"] == 4 and 0.0 <= sd["loglik"]["mean"] <= 1.0
-  assert 0.0 <= sd["generate"]["mean"] <= 1.0
+  summary = run.run(_config(f"{method},smoke"), tmp_path, "smoke")
+  saved = json.loads((tmp_path / "eval.json").read_text())
+  assert saved["row"] == run.ROW_NAMES[method] and saved["kind"] == "llm"
+  assert saved["evaluated_on"]["mta_tools"].startswith("8 of the")
+  mt = saved["results"]["mta_tools"]
+  shots = ["0shot", "k1"] if method == "mta" else ["0shot"]
+  assert sorted(mt["sd"]) == shots
+  for shot in shots:
+    sd = mt["sd"][shot]
+    # 4 tools x 2 queries; with K=1 one query of each tool is support, not scored.
+    assert sd["n_queries"] == (8 if shot == "0shot" else 4) and 0.0 <= sd["mean"] <= 1.0
+    assert 0.0 <= sd["generate"]["mean"] <= 1.0
   if method == "sft":
     log = summary["train"]["sft"]
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
@@ -170,3 +165,28 @@ def test_experiment_smoke_runs_end_to_end(method, tmp_path):
     log = summary["train"]["mta"]
     assert [r["step"] for r in log] == [1, 2]
     assert all(np.isfinite(r["outer/loss"]) and np.isfinite(r["inner/loss_after"]) for r in log)
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (ROOT / "experiments" / "flags").glob(
+    "llm_*.flags")))
+def test_every_llm_flagfile_sets_known_keys_to_values_of_their_type(path):
+  import ast  # pylint: disable=import-outside-toplevel
+  import re  # pylint: disable=import-outside-toplevel
+  from mta_jax import data  # pylint: disable=import-outside-toplevel
+  lines = [l.strip() for l in (ROOT / "experiments" / "flags" / path).read_text().splitlines()
+           if l.strip().startswith("--")]
+  arg = next(l.split("=", 1)[1] for l in lines if l.startswith("--config="))
+  config = _config(arg.split(":", 1)[1])
+  for line in lines:
+    m = re.match(r"--config\.([^=]+)=(.*)", line)
+    if m:
+      *parents, last = m.group(1).split(".")
+      node = config
+      for p in parents:
+        node = node[p]
+      assert last in node, (path, line)
+      value = ast.literal_eval(m.group(2))
+      assert isinstance(value, type(node[last])), (path, line, type(node[last]))
+      node[last] = value
+  assert set(config.eval.datasets) <= set(data.KNOWN), config.eval.datasets
+  assert set(config.eval.generate_seeds) <= set(config.eval.seeds)

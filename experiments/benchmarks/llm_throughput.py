@@ -7,7 +7,11 @@ For each batch size it times, after a warm-up call that compiles every shape (me
 - candidate scoring: the 5 answers' log-likelihoods from the prefilled cache, in candidate
   scorings per second (one scoring = one candidate's full answer string);
 - greedy decoding of ``--max_new`` tokens from the cache: generated tokens per second;
-- the whole ``Selector`` episode (prefill + scoring + greedy decoding): episodes per second.
+- the whole ``Selector`` episode (prefill + scoring + greedy decoding): episodes per second;
+- then one evaluator task (5 candidates, ``--task_queries`` of their queries): queries per
+  second with one full prompt per query (``Selector``) against the shared-prefix path the Base
+  row uses (``TaskSelector``: the tool list prefilled once per task), with and without greedy
+  decoding, timed in the same process.
 
     .venv/bin/python experiments/benchmarks/llm_throughput.py [--batch_sizes 1,4,8] [--repeats 3]
 """
@@ -22,7 +26,7 @@ import jax
 import numpy as np
 
 from mta_jax import evaluation
-from mta_jax.llm import run, select
+from mta_jax.llm import run, select, task_eval
 from mta_jax.llm.lm import ANSWER_BUCKETS, PROMPT_BUCKETS, LanguageModel, bucket_for, pad_rows
 
 
@@ -41,6 +45,9 @@ def main(argv=None):
   ap.add_argument("--batch_sizes", default="1,4,8")
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--max_new", type=int, default=24)
+  ap.add_argument("--task_queries", type=int, default=32)
+  ap.add_argument("--task_batch", type=int, default=16)
+  ap.add_argument("--skip_kernels", action="store_true", help="only the task comparison")
   a = ap.parse_args(argv)
   ds = run.load_dataset("mta_tools", "")
   model = LanguageModel.pretrained()
@@ -52,7 +59,7 @@ def main(argv=None):
   score = jax.jit(model.score_from_cache, static_argnums=(4,))
   greedy = jax.jit(model.greedy_from_cache, static_argnums=(4, 5))
   results = []
-  for bs in [int(b) for b in a.batch_sizes.split(",")]:
+  for bs in ([] if a.skip_kernels else [int(b) for b in a.batch_sizes.split(",")]):
     chunk = toks[:bs]
     prompts = [p for p, _ in chunk]
     lp = bucket_for(max(map(len, prompts)), PROMPT_BUCKETS)
@@ -91,7 +98,41 @@ def main(argv=None):
     print(f"| {r['batch']} | {r['prompt_len']} | {r['prefill_tok_s']:.0f} | "
           f"{r['padded_tok_s']:.0f} | {r['scorings_s']:.1f} | {r['decode_tok_s']:.1f} | "
           f"{r['episodes_s']:.2f} |")
-  return results
+  task = _task_comparison(model, ds, a)
+  return results, task
+
+
+def _task_comparison(model, ds, a) -> list[dict]:
+  """Queries/s on one evaluator task: a full prompt per query vs the shared prefix."""
+  tools = ds.tool_indices("test")[:5]
+  per_tool = -(-a.task_queries // len(tools))
+  rows = np.concatenate([np.flatnonzero([q.tool == t for q in ds.queries])[:per_tool]
+                         for t in tools])[:a.task_queries]
+  cands = np.tile(tools, (len(rows), 1))
+  out = []
+  for gen in (False, True):
+    sel = select.Selector(model, ds, batch_size=a.task_batch, max_new=a.max_new, generate=gen)
+    ts = task_eval.TaskSelector(model, ds, batch_size=a.task_batch, max_new=a.max_new,
+                                generate=gen)
+    t_full = _median_time(lambda: sel.run(rows, cands)["loglik"], a.repeats)
+    t_task = _median_time(lambda: ts.score_task(tools, rows)["loglik"], a.repeats)
+    gap = float(np.abs(sel.run(rows, cands)["loglik"] - ts.score_task(tools, rows)["loglik"]).max())
+    n = a.repeats + 2
+    out.append(dict(generate=gen, queries=len(rows), full_q_s=len(rows) / t_full,
+                    task_q_s=len(rows) / t_task, speedup=t_full / t_task,
+                    prompt_tokens=ts.tokens["full_prompts"] // n,
+                    run_tokens=(ts.tokens["prefix"] + ts.tokens["suffix"]) // n,
+                    max_abs_loglik_diff=gap))
+    print(out[-1], flush=True)
+  print(f"\none task: 5 MTA-Tools test tools, {len(rows)} queries, batch {a.task_batch}")
+  print("| greedy decoding | queries/s, full prompt per query | queries/s, shared prefix | "
+        "speed-up | prompt tokens run (full -> shared) | max abs log-lik difference |\n"
+        "|---|---|---|---|---|---|")
+  for r in out:
+    print(f"| {'yes' if r['generate'] else 'no'} | {r['full_q_s']:.2f} | {r['task_q_s']:.2f} | "
+          f"{r['speedup']:.2f}x | {r['prompt_tokens']} -> {r['run_tokens']} | "
+          f"{r['max_abs_loglik_diff']:.1e} |")
+  return out
 
 
 if __name__ == "__main__":

@@ -38,12 +38,23 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(num_layers=0, dtype="float32"))  # 0: all 30 blocks
   c.prompt = ml_collections.ConfigDict(dict(system="", max_description_chars=0, parameters=False))
 
-  # The paper's protocol: 5 candidates (gold + 4 distractors from the gold's domain (SD) or from
-  # all tools (CD)), 5 episode seeds, on the unseen test tools. ``query_stride`` k keeps every
-  # k-th test query (deterministic subset; 1 = all); ``max_queries`` caps it (0 = no cap).
+  # The evaluator's protocol (mta_jax.run_eval, the encoder rows' tasks): 5 candidates (gold +
+  # 4 distractors from the gold's group (SD) or from all tools (CD)), 5 episode seeds, on the
+  # unseen test tools of each dataset in ``datasets`` (MTA-Tools from ``data_dir``, the others
+  # from ``external_data_dir``). ``max_queries`` (MTA-Tools) and ``external_max_queries`` keep
+  # every k-th scored query in dataset order (the smallest k keeping at most that many; 0 = all);
+  # ``max_tools`` keeps the first scored tools and ``max_per_tool`` the first queries of each
+  # (0 = all). ``generate_seeds`` limits
+  # greedy decoding (the paper's parsed read-out) to those seeds (empty = all). ``shots``:
+  # 0shot, k1, k5 (K labelled questions per candidate, for MTA-LoRA's test-time adaptation).
   c.eval = ml_collections.ConfigDict(dict(
-      split="test", modes=("sd", "cd"), seeds=(0, 1, 2, 3, 4), n_way=5, query_stride=1,
-      max_queries=0, batch_size=8, max_new=24, generate=True))
+      datasets=("mta_tools",), external_data_dir="tfds_data", split="test", modes=("sd", "cd"),
+      shots=("0shot", "k1") if method == "mta" else ("0shot",), seeds=(0, 1, 2, 3, 4), n_way=5,
+      max_queries=0, external_max_queries=0, max_tools=0, max_per_tool=0, batch_size=16,
+      max_new=24, generate=True, generate_seeds=()))
+  # The modes the table reports for each external benchmark (others: ``modes``).
+  c.eval.modes_by_dataset = ml_collections.ConfigDict(dict(
+      api_bank=("cd",), apibench=("sd",), metatool=("cd",)))
 
   c.lora = ml_collections.ConfigDict(dict(rank=8, alpha=16.0, targets=("q", "k", "v", "o")))
   c.optim = ml_collections.ConfigDict(dict(
@@ -55,7 +66,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   # (all listing the same n_way tools); inner SGD on the LoRA factors, outer loss on the queries.
   c.meta = ml_collections.ConfigDict(dict(
       algorithm="maml", inner_steps=1, inner_lr=1e-3, learn_inner_lr="per_tensor",
-      steps=500, meta_batch=4, n_way=5, k_shot=1, q_query=1, mode="sd", eval_k_shot=1))
+      steps=500, meta_batch=4, n_way=5, k_shot=1, q_query=1, mode="sd"))
   c.log_every = 10
 
   if "gpu" in tokens:
@@ -65,7 +76,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   if "smoke" in tokens:
     c.model.num_layers = 2
     c.prompt.max_description_chars = 40
-    c.eval.update(seeds=(0,), modes=("sd",), n_way=2, query_stride=1, max_queries=4,
+    c.eval.update(seeds=(0,), modes=("sd",), n_way=2, max_tools=4, max_per_tool=2,
                   batch_size=2, max_new=4)
     c.sft.update(steps=2, batch_size=2, n_way=2)
     c.meta.update(steps=2, meta_batch=1, n_way=2, k_shot=1, q_query=1)

@@ -28,7 +28,12 @@ from mta_jax.llm import llama, weights
 from mta_jax.llm.tokenizer import ChatTokenizer
 
 PROMPT_BUCKETS = (32, 64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024, 1536, 2048)
-ANSWER_BUCKETS = (4, 8, 16, 24, 32, 48, 64)
+ANSWER_BUCKETS = (4, 6, 8, 10, 12, 16, 24, 32, 48, 64)
+# The shared-prefix path (``mta_jax.llm.task_eval``) compiles one function per (prefix, suffix,
+# answer) width. A wider prefix bucket only costs attention over masked slots, so its buckets are
+# coarse; suffixes (questions) are the real work, so theirs are finer.
+PREFIX_BUCKETS = (256, 512, 768, 1024, 1536, 2048, 3072, 4096)
+SUFFIX_BUCKETS = (16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
 def bucket_for(n: int, buckets: Sequence[int]) -> int:
@@ -140,7 +145,15 @@ class LanguageModel:
     [lp, lp + N*C), each token seeing the real prompt tokens and the earlier tokens of its own
     answer, at positions prompt_len + j. Needs at least lp + N*C cache slots.
     """
+    visible = jnp.arange(lp)[None, :] < prompt_len[:, None]
+    return self.score_after(params, cache, first_lp, visible, prompt_len, ans_ids, ans_len)
+
+  def score_after(self, params, cache, first_lp, visible, next_pos, ans_ids, ans_len):
+    """``score_from_cache`` for any prompt layout in the cache's first ``L = visible.shape[1]``
+    slots: ``visible`` (B, L) marks the slots holding real prompt tokens, ``next_pos`` (B,) is the
+    position of the first answer token (the number of real prompt tokens)."""
     b, n, c = ans_ids.shape
+    lp = visible.shape[1]
     slots = cache["k"].shape[2]
     if slots < lp + n * c:
       raise ValueError(f"cache has {slots} slots; {n} answers of {c} after {lp} need {lp + n * c}")
@@ -149,18 +162,48 @@ class LanguageModel:
       return total
     cand = jnp.arange(n * c) // c
     j = jnp.arange(n * c) % c
-    see_prompt = jnp.broadcast_to((jnp.arange(lp)[None, :] < prompt_len[:, None])[:, None, :],
-                                  (b, n * c, lp))
+    see_prompt = jnp.broadcast_to(visible[:, None, :], (b, n * c, lp))
     see_answer = (cand[:, None] == cand[None, :]) & (j[None, :] <= j[:, None])
     mask = jnp.concatenate([see_prompt, jnp.broadcast_to(see_answer, (b, n * c, n * c)),
                             jnp.zeros((b, n * c, slots - lp - n * c), bool)], -1)
-    positions = prompt_len[:, None] + j[None, :]
+    positions = next_pos[:, None] + j[None, :]
     h, _ = self.hidden(params, ans_ids.reshape(b, n * c), positions, mask, cache, lp)
     h = h.reshape(b, n, c, -1)[:, :, :-1]  # position j predicts answer token j + 1
     lp_next = jax.nn.log_softmax(self.logits(params, h), -1)
     tok = jnp.take_along_axis(lp_next, ans_ids[:, :, 1:, None], axis=-1)[..., 0]
     valid = jnp.arange(1, c)[None, None, :] < ans_len[:, :, None]
     return total + jnp.sum(jnp.where(valid, tok, 0.0), -1)
+
+  def extend_shared_prefix(self, params, prefix_cache, prefix_len, ids, lengths, slots: int):
+    """Continues ONE cached prefix with B different right-padded suffixes.
+
+    ``prefix_cache`` holds a batch-1 prefill of width Lpre (``prefill(..., slots=Lpre)``) with
+    ``prefix_len`` real tokens; ids (B, Ls), lengths (B,) the suffixes. The prefix's keys and
+    values are computed once and copied to the B rows; suffix token j of every row goes to slot
+    Lpre + j at position prefix_len + j, so each row equals an uncached run of prefix ⊕ suffix.
+    Returns (cache with ``slots`` >= Lpre + Ls slots, log-probs (B, V) of the token after each
+    suffix, visible (B, Lpre + Ls) real-token slots, next position (B,)) for ``score_after`` and
+    ``greedy_after``.
+    """
+    b, ls = ids.shape
+    lpre = prefix_cache["k"].shape[2]
+    if slots < lpre + ls:
+      raise ValueError(f"{slots} cache slots cannot hold a prefix of {lpre} and suffixes of {ls}")
+    cache = jax.tree.map(lambda x: jnp.pad(
+        jnp.broadcast_to(x, (x.shape[0], b) + x.shape[2:]),
+        ((0, 0), (0, 0), (0, slots - lpre), (0, 0), (0, 0))), prefix_cache)
+    slot = jnp.arange(slots)
+    j = jnp.arange(ls)
+    see = (slot[None, :] < prefix_len) | ((slot[None, :] >= lpre)
+                                          & (slot[None, :] - lpre <= j[:, None]))
+    mask = jnp.broadcast_to(see[None], (b, ls, slots))
+    positions = jnp.broadcast_to(prefix_len + j, (b, ls))
+    h, cache = self.hidden(params, ids, positions, mask, cache, lpre)
+    last = h[jnp.arange(b), lengths - 1]
+    first = jax.nn.log_softmax(self.logits(params, last), -1)
+    s = jnp.arange(lpre + ls)[None, :]
+    visible = (s < prefix_len) | ((s >= lpre) & (s < lpre + lengths[:, None]))
+    return cache, first, visible, prefix_len + lengths
 
   def answer_logprob(self, params, seq_ids, prompt_len, ans_len, max_answer: int):
     """Per-token log-probs of the answer in an uncached prompt+answer sequence.
@@ -192,13 +235,20 @@ class LanguageModel:
 
     A ``lax.while_loop`` that stops early once every row has emitted a stop token.
     """
-    b = prompt_len.shape[0]
+    visible = jnp.arange(lp)[None, :] < prompt_len[:, None]
+    return self.greedy_after(params, cache, first_lp, visible, prompt_len, max_new)
+
+  def greedy_after(self, params, cache, first_lp, visible, next_pos, max_new: int):
+    """``greedy_from_cache`` for any prompt layout (``visible``, ``next_pos``: see
+    ``score_after``)."""
+    b, lp = visible.shape
     slots = cache["k"].shape[2]
     if slots < lp + max_new:
       raise ValueError(f"cache has {slots} slots; {max_new} new tokens after {lp} need more")
     stop = jnp.asarray(self.tokenizer.stop_ids)
     pad = self.tokenizer.pad_id
     slot = jnp.arange(slots)
+    prompt_vis = jnp.pad(visible, ((0, 0), (0, slots - lp)))
 
     def cond(carry):
       _, _, _, done, t = carry
@@ -208,9 +258,8 @@ class LanguageModel:
       cache, tok, out, done, t = carry
       out = out.at[:, t].set(jnp.where(done, pad, tok))
       done = done | jnp.isin(tok, stop)
-      mask = (slot[None, :] < prompt_len[:, None]) | ((slot[None, :] >= lp)
-                                                      & (slot[None, :] <= lp + t))
-      h, cache = self.hidden(params, tok[:, None], (prompt_len + t)[:, None], mask[:, None, :],
+      mask = prompt_vis | ((slot[None, :] >= lp) & (slot[None, :] <= lp + t))
+      h, cache = self.hidden(params, tok[:, None], (next_pos + t)[:, None], mask[:, None, :],
                              cache, lp + t)
       nxt = jnp.argmax(self.logits(params, h[:, 0]), -1).astype(jnp.int32)
       return cache, nxt, out, done, t + 1

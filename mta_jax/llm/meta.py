@@ -9,13 +9,15 @@ optimiser), with the LLM's episode loss in place of the encoder scorer's:
 - θ = ``inner_steps`` SGD steps on the support prompts from φ (``lax.scan``); the outer loss is
   θ's loss on the query prompts, differentiated through the adaptation (``maml``) or with
   ``stop_gradient`` on the inner gradients (``fomaml``); episodes are vmapped.
-At evaluation, each test episode adapts on ``eval_k_shot`` other labelled questions of each of its
-candidate tools (never the evaluated question), then scores the candidates with θ.
+At evaluation (``task_adapter``), each evaluator task adapts on the K labelled questions per
+candidate tool that ``run_eval.make_tasks`` draws (never a scored question), then scores its
+queries with θ; without support (0-shot) φ's LoRA init is used as is.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -169,36 +171,29 @@ def train_mta(model: LanguageModel, ds: ToolDataset, config, pcfg: select.Prompt
   return state["meta"], {"mta": log, "meta_params": P.count(state["meta"])}
 
 
-def episode_adapter(model: LanguageModel, ds: ToolDataset, config, pcfg: select.PromptConfig,
-                    lcfg: lora.LoraConfig, meta: dict):
-  """``params_for(rows (1,), cands (1, N))``: merged parameters adapted to that test episode.
+def task_adapter(model: LanguageModel, config, pcfg: select.PromptConfig, lcfg: lora.LoraConfig,
+                 meta: dict, dataset: Callable[[], ToolDataset]):
+  """``params_for_task(tools (N,), support rows, support labels)``: merged parameters adapted to
+  one evaluator task (``mta_jax.llm.task_eval``) from its K labelled questions per candidate
+  (``run_eval.make_tasks`` draws them among the candidates' queries that are not scored).
 
-  Support: for each candidate tool, its first ``eval_k_shot`` labelled questions other than the
-  evaluated one (dataset order, so deterministic), in prompts listing the episode's candidates.
+  ``dataset()`` returns the dataset being evaluated (the selector's, which changes between
+  datasets).
   """
   mcfg = meta_config(config)
-  k = config.meta.eval_k_shot
-  by_tool: dict[int, list[int]] = {}
-  for i, q in enumerate(ds.queries):
-    by_tool.setdefault(q.tool, []).append(i)
 
   @functools.partial(jax.jit, static_argnums=(3,))
   def adapted(meta, base, support, max_answer):
     fast, _ = adapt(model, lcfg, mcfg, meta, base, support, max_answer)
     return lora.apply(base, fast, lcfg)
 
-  def params_for(rows, cands):
-    row, tools = int(rows[0]), [int(t) for t in cands[0] if t >= 0]
-    sup_rows, sup_y = [], []
-    for j, t in enumerate(tools):
-      picks = [r for r in by_tool.get(t, []) if r != row][:k]
-      sup_rows += picks
-      sup_y += [j] * len(picks)
-    if not sup_rows or mcfg.inner_steps == 0:
+  def params_for(tools, sup_rows, sup_y):
+    if not len(sup_rows) or mcfg.inner_steps == 0:
       return lora.apply(model.params, meta["params"], lcfg)
-    pairs = _episode_pairs(model, ds, pcfg, np.array(tools), sup_rows, sup_y)
-    # Fixed batch (k per candidate) so the adaptation compiles once per length bucket.
-    support = train.pack(pairs, model.tokenizer.pad_id, batch=k * len(cands[0]))
+    pairs = _episode_pairs(model, dataset(), pcfg, np.asarray(tools), sup_rows, sup_y)
+    # Fixed batch (K per candidate slot) so the adaptation compiles once per length bucket.
+    k = -(-len(sup_rows) // len(tools))
+    support = train.pack(pairs, model.tokenizer.pad_id, batch=k * config.eval.n_way)
     return adapted(meta, model.params, support,
                    bucket_for(max(len(a) for _, a in pairs), TRAIN_ANSWER_BUCKETS))
 

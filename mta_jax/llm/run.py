@@ -2,25 +2,28 @@
 
 ``run(config, workdir)`` is what ``experiments/llm_select.py`` calls: it builds the model from the
 packaged GGUF, trains LoRA (``sft``) or meta-trains it (``mta``) when asked, then scores the
-evaluation episodes of ``mta_jax.evaluation`` (5 candidates, SD and CD distractors, one
-episode per query per seed) and writes ``results.json`` with exactly what was evaluated.
+evaluator's tasks (``mta_jax.run_eval``: the encoder rows' tasks, 5 candidates, SD and CD, 5
+episode seeds; ``mta_jax.llm.task_eval``) on every configured dataset and writes ``eval.json`` in
+``experiments/evaluate.py``'s layout, with exactly which queries were evaluated.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import pathlib
 import platform
 import time
-from typing import Any, Callable
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from mta_jax import data, evaluation
-from mta_jax.llm import lora, select
+from mta_jax import data, run_eval
+from mta_jax.llm import lora, select, task_eval
 from mta_jax.llm.lm import LanguageModel
+
+
+ROW_NAMES = {"base": "LLM Base (SmolLM2-135M, prompt)", "sft": "LLM LoRA SFT",
+             "mta": "LLM MTA-LoRA"}
 
 
 def load_dataset(name: str, data_dir: str) -> data.ToolDataset:
@@ -35,73 +38,9 @@ def load_dataset(name: str, data_dir: str) -> data.ToolDataset:
   return data.load(name, data_dir)
 
 
-def eval_rows(ds: data.ToolDataset, ecfg) -> tuple[np.ndarray, str]:
-  """The evaluated query rows and a sentence saying exactly which they are."""
-  all_rows = ds.query_indices(ecfg.split)
-  rows = all_rows[::ecfg.query_stride]
-  if ecfg.max_queries:
-    rows = rows[:ecfg.max_queries]
-  which = ("all, in dataset order" if ecfg.query_stride == 1 else
-           f"every {ecfg.query_stride}th in dataset order, starting with the first")
-  what = (f"{len(rows)} of the {len(all_rows)} {ecfg.split}-split queries of {ds.name}: {which}"
-          + (f", the first {ecfg.max_queries} kept" if ecfg.max_queries else ""))
-  return rows, what
-
-
-def _acc_block(per_seed: list[float]) -> dict:
-  return {"mean": float(np.mean(per_seed)), "std": float(np.std(per_seed)),
-          "per_seed": [float(a) for a in per_seed]}
-
-
-def evaluate(selector: select.Selector, ds: data.ToolDataset, rows: np.ndarray, ecfg,
-             params_for: Callable[[np.ndarray, np.ndarray], Any] | None = None,
-             progress: bool = False) -> dict:
-  """Accuracy of every read-out over ``ecfg.modes`` x ``ecfg.seeds`` with the project's evaluator.
-
-  ``params_for(rows, cands)`` (optional) returns per-episode parameters (MTA-LoRA adapts per
-  episode); then episodes are scored one at a time.
-  """
-  out = {}
-  for mode in ecfg.modes:
-    stash: list[dict] = []
-
-    def score(r, cands):
-      if params_for is None:
-        res = selector.run(r, cands, progress=progress)
-      else:
-        parts = [selector.run(r[i:i + 1], cands[i:i + 1], params=params_for(r[i:i + 1],
-                                                                            cands[i:i + 1]))
-                 for i in range(len(r))]
-        res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-      stash.append({**res, "cands": cands})
-      return res["loglik"]
-
-    t0 = time.perf_counter()
-    ll = evaluation.episode_accuracy(score, ds, rows, mode, tuple(ecfg.seeds), ecfg.n_way)
-    secs = time.perf_counter() - t0
-    mean_acc, gen_acc, parse_fail = [], [], []
-    for seed, res in zip(ecfg.seeds, stash):
-      rng = np.random.default_rng(seed)
-      cands, labels = evaluation.candidate_sets(rng, ds, rows, mode, ecfg.n_way)
-      assert np.array_equal(cands, res["cands"]), "candidate sets differ from the evaluator's"
-      mean_acc.append(evaluation.accuracy(res["loglik_mean"], cands, labels, rng))
-      if "gen_pick" in res:
-        gen_acc.append(float(np.mean(res["gen_pick"] == labels)))
-        parse_fail.append(float(np.mean(res["gen_pick"] < 0)))
-    block = {"loglik": {k: ll[k] for k in ("mean", "std", "per_seed")},
-             "loglik_mean": _acc_block(mean_acc), "episodes": len(rows) * len(ecfg.seeds),
-             "seconds": secs,
-             "prompt_tokens_mean": float(np.mean([r["prompt_tokens"].mean() for r in stash]))}
-    if gen_acc:
-      block["generate"] = _acc_block(gen_acc)
-      block["generate"]["no_candidate_named"] = float(np.mean(parse_fail))
-      block["generate"]["examples"] = [str(t) for t in stash[0]["gen_text"][:5]]
-    out[mode] = block
-  return out
-
-
-def run(config, workdir: str | pathlib.Path) -> dict:
-  """Builds, (trains) and evaluates the configured LLM row; writes ``workdir/results.json``."""
+def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
+  """Builds, (trains) and evaluates the configured LLM row; writes ``workdir/eval.json`` in the
+  layout of ``experiments/evaluate.py`` (so ``experiments/report.py`` puts it in the table)."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
@@ -111,7 +50,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   pcfg = select.PromptConfig(**config.prompt.to_dict())
   lcfg = lora.LoraConfig(rank=config.lora.rank, alpha=config.lora.alpha,
                          targets=tuple(config.lora.targets))
-  params, params_for, train_log = None, None, {}
+  params, params_for_task, train_log = None, None, {}
   if config.method == "sft":
     from mta_jax.llm import train  # pylint: disable=import-outside-toplevel
     lora_params, train_log = train.train_sft(model, ds, config, pcfg, lcfg)
@@ -119,32 +58,68 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   elif config.method == "mta":
     from mta_jax.llm import meta  # pylint: disable=import-outside-toplevel
     meta_params, train_log = meta.train_mta(model, ds, config, pcfg, lcfg)
-    params_for = meta.episode_adapter(model, ds, config, pcfg, lcfg, meta_params)
+    params = lora.apply(model.params, meta_params["params"], lcfg)
+    params_for_task = meta.task_adapter(model, config, pcfg, lcfg, meta_params,
+                                        lambda: selector.ds)
   elif config.method != "base":
     raise ValueError(f"config.method must be base, sft or mta, got {config.method!r}")
 
   ecfg = config.eval
-  selector = select.Selector(model, ds, pcfg, batch_size=ecfg.batch_size, max_new=ecfg.max_new,
-                             generate=ecfg.generate)
-  selector.params = params  # LoRA SFT: the merged parameters; None: the base model
-  rows, what = eval_rows(ds, ecfg)
-  results = evaluate(selector, ds, rows, ecfg, params_for, progress=config.progress)
-  summary = {
-      "method": config.method, "dataset": ds.name, "evaluated_on": what,
-      "query_rows": [int(r) for r in rows],
-      "protocol": f"{ecfg.n_way} candidates (gold + {ecfg.n_way - 1} distractors), modes "
-                  f"{list(ecfg.modes)}, seeds {list(ecfg.seeds)}, one episode per query per seed",
-      "model": {"name": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised to float32)",
-                "num_layers": model.cfg.num_layers, "dtype": config.model.dtype},
-      "results": results, "train": train_log,
-      "test_time_adaptation": (
-          f"each test episode adapts the meta-learned LoRA init with {config.meta.inner_steps} "
-          f"inner step(s) on {config.meta.eval_k_shot} other labelled question(s) of each "
-          "candidate tool (never the evaluated one)" if config.method == "mta" else "none"),
-      "compiled_shapes": sorted(selector.shapes_seen),
-      "seconds_total": time.perf_counter() - t_start,
-      "machine": f"{platform.machine()}, jax {jax.__version__} {jax.default_backend()}",
-      "config": json.loads(config.to_json_best_effort()),
-  }
-  (workdir / "results.json").write_text(json.dumps(summary, indent=1))
-  return summary
+  selector = task_eval.TaskSelector(model, ds, pcfg, batch_size=ecfg.batch_size,
+                                    max_new=ecfg.max_new, generate=ecfg.generate)
+  selector.params = params  # LoRA SFT: merged; MTA-LoRA: its meta-learned init; None: the base
+  results, evaluated_on = {}, {}
+
+  def summary(complete: bool) -> dict:
+    return {
+        "row": ROW_NAMES[config.method], "kind": "llm", "algorithm": f"llm_{config.method}",
+        "complete": complete,
+        "workdir": str(workdir.absolute()), "step": None, "which": None, "seed": config.seed,
+        "command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "eval_seconds": round(time.perf_counter() - t_start, 1),
+        "spec": {"modes": list(ecfg.modes), "modes_by_dataset": ecfg.modes_by_dataset.to_dict(),
+                 "shots": list(ecfg.shots), "seeds": list(ecfg.seeds), "n_way": ecfg.n_way,
+                 "full_pool": False},
+        "protocol": (f"mta_jax.run_eval tasks of {ecfg.n_way} candidates (the encoder rows' "
+                     f"tasks), episode seeds {list(ecfg.seeds)}; score = log-likelihood of "
+                     "'Use [name] tool'"),
+        "evaluated_on": evaluated_on,
+        "model": {"name": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised to float32)",
+                  "num_layers": model.cfg.num_layers, "dtype": config.model.dtype},
+        "results": results, "train": train_log,
+        "test_time_adaptation": (
+            f"k-shot settings adapt the meta-learned LoRA init per task with "
+            f"{config.meta.inner_steps} inner step(s) on K labelled questions of each candidate "
+            "tool (never a scored one); 0shot uses the init as is" if config.method == "mta"
+            else "none"),
+        "compiled_shapes": sorted(selector.shapes_seen), "tokens": dict(selector.tokens),
+        "machine": f"{platform.machine()}, jax {jax.__version__} {jax.default_backend()}",
+        "config": json.loads(config.to_json_best_effort()),
+    }
+
+  for name in ecfg.datasets:
+    data_dir = config.data_dir if name == config.dataset else ecfg.external_data_dir
+    try:
+      eds = ds if name == config.dataset else load_dataset(name, data_dir)
+    except data.DatasetNotFoundError as e:
+      results[name] = {"skipped": str(e)}
+      continue
+    selector.ds = eds
+    cap = ecfg.max_queries if name == config.dataset else ecfg.external_max_queries
+    split, evaluated_on[name] = task_eval.subset_split(
+        eds, run_eval.split_for(eds, ecfg.split), cap, ecfg.max_tools, ecfg.max_per_tool)
+    t0 = time.perf_counter()
+    modes = tuple(ecfg.modes_by_dataset.get(name, ecfg.modes))
+    results[name] = task_eval.evaluate(selector, eds, split, modes, ecfg.shots, ecfg.seeds,
+                                       ecfg.n_way, params_for_task, progress=config.progress,
+                                       generate_seeds=tuple(ecfg.generate_seeds))
+    results[name]["evaluated_on"] = evaluated_on[name]
+    results[name]["seconds"] = time.perf_counter() - t0
+    # Written after every dataset: a run stopped part-way keeps what it finished.
+    (workdir / "eval.json").write_text(json.dumps(summary(False), indent=1))
+  if all("skipped" in r for r in results.values()):
+    raise data.DatasetNotFoundError("nothing to evaluate: " + " | ".join(
+        r["skipped"] for r in results.values()))
+  out = summary(True)
+  (workdir / "eval.json").write_text(json.dumps(out, indent=1))
+  return out

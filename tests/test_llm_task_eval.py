@@ -1,0 +1,75 @@
+"""The LLM on the project's evaluator: the shared-prefix task path equals one full prompt per
+query, the LLM's tasks are exactly the encoder rows' tasks, and the subset and result layout."""
+
+import numpy as np
+
+from mta_jax import run_eval
+from mta_jax.llm import select, task_eval
+
+
+def test_common_prefix_len_leaves_every_row_a_token():
+  assert task_eval.common_prefix_len([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+  assert task_eval.common_prefix_len([[1, 2, 3], [1, 2, 3]]) == 2  # identical: keep one token
+  assert task_eval.common_prefix_len([[7], [7, 8]]) == 0
+  assert task_eval.common_prefix_len([[1, 2], [3, 4]]) == 0
+
+
+def test_shared_prefix_scores_equal_one_full_prompt_per_query(llm_small, mta_ds):
+  tools = mta_ds.tool_indices("test")[:5]
+  rows = np.concatenate([np.flatnonzero([q.tool == t for q in mta_ds.queries])[:3] for t in tools])
+  cfg = select.PromptConfig(max_description_chars=60)
+  shared = task_eval.TaskSelector(llm_small, mta_ds, cfg, batch_size=4, max_new=5)
+  out = shared.score_task(tools, rows)
+  full = select.Selector(llm_small, mta_ds, cfg, batch_size=4, max_new=5).run(
+      rows, np.tile(tools, (len(rows), 1)))
+  np.testing.assert_allclose(out["loglik"], full["loglik"], atol=2e-3, rtol=0)
+  assert list(out["gen_text"]) == list(full["gen_text"])
+  np.testing.assert_array_equal(out["gen_pick"], full["gen_pick"])
+  # The tool list ran once: far fewer tokens than the prompts hold, none lost.
+  assert shared.tokens["prefix"] + shared.tokens["suffix"] < shared.tokens["full_prompts"] / 3
+  assert shared.tokens["prefix"] * len(rows) + shared.tokens["suffix"] == \
+      shared.tokens["full_prompts"]
+  assert shared._batch_fn._cache_size() == len(shared.shapes_seen)
+
+
+def test_llm_tasks_are_the_encoder_rows_tasks(mta_ds):
+  """The LLM passes placeholder documents; the drawn tasks must not depend on them."""
+  split = run_eval.split_for(mta_ds, "test")
+  _, main_doc, view_rows = mta_ds.documents(4)
+  dummy_doc = np.zeros((len(mta_ds.tools),), np.int32)
+  dummy_views = [np.zeros((0,), np.int32)] * len(mta_ds.tools)
+  for mode, k in (("sd", 0), ("cd", 1)):
+    a = run_eval.make_tasks(np.random.default_rng([3, k, 0]), mta_ds, split, mode, 5, k, main_doc,
+                            view_rows, 4)
+    b = run_eval.make_tasks(np.random.default_rng([3, k, 0]), mta_ds, split, mode, 5, k,
+                            dummy_doc, dummy_views, 0)
+    for key in ("tool_ids", "query_rows"):
+      np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_array_equal(a["support"]["idx"], b["support"]["idx"])
+
+
+def test_subset_split_is_deterministic_and_capped(mta_ds):
+  split = run_eval.split_for(mta_ds, "test")
+  sub, what = task_eval.subset_split(mta_ds, split, max_queries=100)
+  kept = np.concatenate([sub.queries_by_tool[int(t)] for t in sub.scored_tools])
+  assert 90 <= len(kept) <= 100 and "every 25th" in what
+  np.testing.assert_array_equal(sub.pool_tools, split.pool_tools)
+  again, _ = task_eval.subset_split(mta_ds, split, max_queries=100)
+  assert all(np.array_equal(again.queries_by_tool[t], sub.queries_by_tool[t])
+             for t in sub.queries_by_tool)
+  few, what = task_eval.subset_split(mta_ds, split, max_tools=3, max_per_tool=2)
+  assert len(few.scored_tools) == 3 and "the first 2 of each tool" in what
+  assert [len(few.queries_by_tool[int(t)]) for t in few.scored_tools] == [2, 2, 2]
+
+
+def test_evaluate_reports_the_evaluator_layout_and_every_read_out(llm_small, mta_ds):
+  split, _ = task_eval.subset_split(mta_ds, run_eval.split_for(mta_ds, "test"), max_queries=6,
+                                    max_tools=4)
+  sel = task_eval.TaskSelector(llm_small, mta_ds, select.PromptConfig(max_description_chars=30),
+                               batch_size=4, max_new=3)
+  res = task_eval.evaluate(sel, mta_ds, split, ("sd",), ("0shot",), (0, 1), 2)
+  block = res["sd"]["0shot"]
+  assert len(block["per_seed"]) == 2 and block["n_queries"] == 6
+  assert 0.0 <= block["mean"] <= 1.0 and set(block["per_group"]) <= set(mta_ds.group_ids)
+  for k in ("loglik_mean", "generate"):
+    assert len(block[k]["per_seed"]) == 2 and 0.0 <= block[k]["mean"] <= 1.0
