@@ -83,3 +83,27 @@ def make_sft_step(scorer: Scorer, optimizer: optax.GradientTransformation) -> Ca
 def base_meta(scorer: Scorer) -> dict:
   """The zero-shot pretrained scorer's meta-parameters (identity head, pretrained top)."""
   return {"params": scorer.init(jax.random.key(0)), "inner_lr": {}}
+
+
+def base_score_fn(ds, cache_dir: str, q_len: int = 48, d_len: int = 128, n_views: int = 4,
+                  encoder=None):
+  """The zero-shot Base row as a ``run_eval`` score function, and the feature cache it reads.
+
+  The pretrained encoder's sentence embeddings (all layers cached, mean pooled; queries cut at
+  ``q_len`` tokens, documents at ``d_len``: the defaults of ``experiments/configs/mta.py``),
+  scored by cosine with no adaptation. ``experiments/evaluate.py --baseline=base`` and the
+  dataset card both use it.
+  """
+  # pylint: disable=import-outside-toplevel
+  from mta_jax import features, run_eval
+  from mta_jax.scorer import ScorerConfig
+  if encoder is None:
+    from mta_jax.models import TextEncoder
+    encoder = TextEncoder.pretrained()
+  scorer_cfg = ScorerConfig(n_top=0, adapt="head", head=True)
+  spec = features.FeatureSpec(n_lower=encoder.cfg.num_layers - scorer_cfg.n_top, q_len=q_len,
+                              d_len=d_len, n_views=n_views)
+  cache = features.text_cache(ds, spec, cache_dir, encoder)
+  scorer = Scorer(scorer_cfg, encoder.model)
+  meta = jax.device_put(base_meta(scorer))
+  return run_eval.model_scorer(scorer, NO_ADAPT, cache.arrays())(meta), cache

@@ -189,8 +189,11 @@ def from_jsonl(data_dir: str | pathlib.Path) -> ToolDataset:
     if not isinstance(q["tool_index"], int) or not 0 <= q["tool_index"] < len(tools):
       raise DatasetFormatError(f"{root / 'qa.jsonl'}: query {q['id']!r} has tool_index "
                                f"{q['tool_index']!r}, but tools.jsonl has {len(tools)} tools")
+  # Parameters as the TFDS schema stores them (keys sorted, datasets_tfds/schema.py), so a tool's
+  # document is the same text whichever way the dataset is loaded.
   return ToolDataset(
       "mta_tools",
-      [Tool(t["index"], t["name"], t["description"], t["parameters"], t["domain"], t["split"])
+      [Tool(t["index"], t["name"], t["description"],
+            json.loads(json.dumps(t["parameters"], sort_keys=True)), t["domain"], t["split"])
        for t in tools],
       [Query(q["id"], q["query"], q["tool_index"], q["split"], q["style"]) for q in qa])

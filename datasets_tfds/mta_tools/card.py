@@ -4,8 +4,10 @@
 
 Prints markdown: per-domain tool and pair counts with their split, the style mix, the query
 length distribution, and how hard the test split is: top-1 accuracy of random, BM25 and the
-zero-shot pretrained encoder on 5-candidate episodes (gold + 4 distractors from the gold tool's
-domain = SD, from all 155 tools = CD), mean ± std over episode seeds 0-4.
+zero-shot pretrained encoder under the evaluator of RESULTS.md (``mta_jax.run_eval``: tasks of
+5 unseen test tools, each test query against its gold tool and 4 distractors among the unseen
+tools of its domain = SD, or of all domains = CD), mean ± std over episode seeds 0-4. The same
+code computes the Random, BM25 and Base rows of RESULTS.md, so the numbers agree.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import collections
 import numpy as np
 
 from datasets_tfds.mta_tools import synthesize
-from mta_jax import data, evaluation
+from mta_jax import data, run_eval
 
 
 def counts_table(ds: data.ToolDataset) -> str:
@@ -54,18 +56,22 @@ def length_table(ds: data.ToolDataset) -> str:
           f"{int(np.median(list(per_tool.values())))}, max {max(per_tool.values())}.")
 
 
-def difficulty(ds: data.ToolDataset, with_encoder: bool = True) -> dict:
-  rows = ds.query_indices("test")
-  scorers = {"random": evaluation.random_scorer(0), "BM25": evaluation.bm25_scorer(ds)}
+def difficulty(ds: data.ToolDataset, with_encoder: bool = True,
+               cache_dir: str = "workdirs/features") -> dict:
+  """{method: {"sd"|"cd": run_eval.protocol result}} on the unseen test tools, 0-shot."""
+  split = run_eval.split_for(ds, "test")
+  spec = run_eval.EvalSpec(shots=("0shot",), full_pool=False)
+  _, main_doc, view_rows = ds.documents(spec.n_views)
+  scorers = {"random": (run_eval.random_score_fn(0), main_doc, view_rows),
+             "BM25": (run_eval.bm25_score_fn(ds), main_doc, view_rows)}
   if with_encoder:
-    from mta_jax.models import TextEncoder  # pylint: disable=import-outside-toplevel
-    enc = TextEncoder.pretrained()
-    q = enc.embed([query.text for query in ds.queries], progress=True)
-    t = enc.embed([tool.document() for tool in ds.tools])
-    scorers["zero-shot MiniLM (Base)"] = evaluation.matrix_scorer(q, t)
+    from mta_jax import baselines  # pylint: disable=import-outside-toplevel
+    fn, cache = baselines.base_score_fn(ds, cache_dir, n_views=spec.n_views)
+    scorers["zero-shot MiniLM (Base)"] = (fn, cache.main_doc, cache.view_rows)
   out = {}
-  for name, fn in scorers.items():
-    out[name] = {mode: evaluation.episode_accuracy(fn, ds, rows, mode) for mode in ("sd", "cd")}
+  for name, (fn, doc, views) in scorers.items():
+    out[name] = {mode: run_eval.protocol(fn, ds, split, mode, 0, spec, doc, views)
+                 for mode in ("sd", "cd")}
   return out
 
 

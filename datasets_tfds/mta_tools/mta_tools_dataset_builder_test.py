@@ -190,6 +190,18 @@ def test_tfds_build_totals(built):
   assert qa.info.version == "1.0.0"
 
 
+def test_jsonl_and_tfds_loads_give_the_same_tools_documents_and_pairs(built):
+  """The card and the LLM rows read the JSONL, the encoder rows the TFDS build: same texts."""
+  from mta_jax import data  # pylint: disable=import-outside-toplevel
+  a, b = data.from_jsonl(HERE / "data"), data.load("mta_tools", str(built))
+  assert a.documents(4)[0] == b.documents(4)[0]
+  assert [(t.name, t.group, t.split) for t in a.tools] == [(t.name, t.group, t.split)
+                                                          for t in b.tools]
+  # The TFDS build stores queries in its own order: compare them as a set of pairs.
+  assert sorted((q.id, q.text, q.tool, q.split) for q in a.queries) == sorted(
+      (q.id, q.text, q.tool, q.split) for q in b.queries)
+
+
 def test_other_process_reads_with_data_source_without_our_code(built):
   code = textwrap.dedent(f"""
       import sys, json
@@ -232,6 +244,18 @@ def test_card_tables_are_what_the_committed_script_prints():
   readme = (HERE / "README.md").read_text()
   for table in (card.counts_table(ds), card.style_table(ds), card.length_table(ds)):
     assert table in readme
+
+
+def test_card_difficulty_rows_are_the_evaluators_random_and_bm25():
+  """The card's difficulty table comes from run_eval (no encoder here: random and BM25 rows)."""
+  from datasets_tfds.mta_tools import card  # pylint: disable=import-outside-toplevel
+  from mta_jax import data  # pylint: disable=import-outside-toplevel
+  table = card.difficulty_table(card.difficulty(data.from_jsonl(HERE / "data"), False))
+  readme = (HERE / "README.md").read_text()
+  rows = table.splitlines()[2:]
+  assert [r.split(" |")[0] for r in rows] == ["| random", "| BM25"]
+  for row in rows:
+    assert row in readme
 
 
 def test_tfds_load_with_tensorflow_from_a_tfrecord_build(tmp_path):
