@@ -48,9 +48,10 @@ reproduce: venv
 	@echo "== make reproduce: plan"
 	@echo "   1. build datasets $(REPRO_DATASETS) into $(TFDS_DIR) where missing (external ones need ../shared/external_data)"
 	@echo "   2. baselines Random, BM25, Base (zero-shot): evaluate only          ~3 x 2 min"
-	@echo "   3. train + evaluate $(REPRO_ROWS) x seeds $(REPRO_SEEDS)            25 x ~6 min"
-	@echo "   4. report -> RESULTS.md and results/*.png"
-	@echo "   ETA: about 2.5-3 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
+	@echo "   3. train + evaluate $(REPRO_ROWS) x seeds $(REPRO_SEEDS)            25 x ~2 min"
+	@echo "   4. MTA meta-trained on MetaTool's seen tools x seeds $(REPRO_SEEDS) (the labelled variant)  5 x ~4 min"
+	@echo "   5. report -> RESULTS.md and results/*.png"
+	@echo "   ETA: about 1-1.5 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
 	for d in $$(echo $(REPRO_DATASETS) | tr , ' '); do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || echo "   (could not build $$d: its column will say so)"; done
 	for b in random bm25 base; do test -f $(REPRO_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(REPRO_DIR)/$$b --data_dir=$(TFDS_DIR) --datasets=$(REPRO_DATASETS) || exit 1; done
 	start=$$(date +%s); n=0; total=$$(( $(words $(REPRO_ROWS)) * $(words $(REPRO_SEEDS)) )); \
@@ -60,6 +61,11 @@ reproduce: venv
 	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/$$r.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) || exit 1; \
 	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --datasets=$(REPRO_DATASETS) || exit 1; \
 	done; done
+	for s in $(REPRO_SEEDS); do \
+	  wd=$(REPRO_DIR)/mta_metatool_s$$s; echo "== MetaTool-trained MTA, seed $$s -> $$wd"; \
+	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/mta_metatool.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) || exit 1; \
+	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --datasets=metatool --name="MTA (trained on MetaTool seen tools)" || exit 1; \
+	done
 	$(BIN)/python experiments/report.py --workdirs='$(REPRO_DIR)/*' --out=RESULTS.md --title="Results (make reproduce)"
 
 test: venv
