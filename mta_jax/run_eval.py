@@ -52,27 +52,38 @@ class EvalSpec:
 
 @dataclasses.dataclass
 class Split:
-  """The tools a protocol scores, the tools distractors may come from, and the query rows."""
+  """The tools a protocol scores, the tools distractors may come from, and the query rows.
+
+  ``ranked_tools`` are the full-pool candidates: the split's own tools, including those without
+  a query (None: ``scored_tools``)."""
 
   scored_tools: np.ndarray
   pool_tools: np.ndarray
   queries_by_tool: dict[int, np.ndarray]
+  ranked_tools: np.ndarray | None = None
 
 
 def split_for(ds: ToolDataset, split: str, distractors_from: tuple[str, ...] = ()) -> Split:
   """The unseen tools of ``split`` (all tools when the dataset has none in it: external
   benchmarks are zero-shot transfer) and their queries; ``distractors_from`` adds other splits'
-  tools as distractors only (validation has 2 tools a domain: SD fills from train tools)."""
-  scored = ds.tool_indices(split)
-  if not len(scored):
-    scored = ds.tool_indices()
-  pool = np.unique(np.concatenate([scored] + [ds.tool_indices(s) for s in distractors_from]))
+  tools as distractors only (validation has 2 tools a domain: SD fills from train tools).
+
+  Only tools with at least one query are scored; tools without one (364 of APIBench's 1,069,
+  19 of ToolAlpaca's 94) are still candidates: distractors in 5-way tasks, ranked in the full
+  pool."""
+  own = ds.tool_indices(split)
+  if not len(own):
+    own = ds.tool_indices()
+  pool = np.unique(np.concatenate([own] + [ds.tool_indices(s) for s in distractors_from]))
   by_tool: dict[int, list[int]] = {int(t): [] for t in pool}
   for i, q in enumerate(ds.queries):
     if q.tool in by_tool:
       by_tool[q.tool].append(i)
-  return Split(scored.astype(np.int32), pool.astype(np.int32),
-               {t: np.array(v, np.int32) for t, v in by_tool.items()})
+  scored = np.array([t for t in own if by_tool[int(t)]], np.int32)
+  if not len(scored):
+    raise ValueError(f"{ds.name}: no tool of split {split!r} has a query to score")
+  return Split(scored, pool.astype(np.int32),
+               {t: np.array(v, np.int32) for t, v in by_tool.items()}, own.astype(np.int32))
 
 
 def _groups(ds: ToolDataset, tools: np.ndarray) -> np.ndarray:
@@ -189,8 +200,8 @@ def protocol(score_fn: ScoreFn, ds: ToolDataset, split: Split, mode: str, k_shot
 
 def full_pool(score_fn: ScoreFn, ds: ToolDataset, split: Split, main_doc, view_rows,
               n_views: int) -> dict:
-  """Every scored query against all scored tools (one episode): top-1, top-3, MRR."""
-  tools = split.scored_tools
+  """Every scored query against all the split's tools (one episode): top-1, top-3, MRR."""
+  tools = split.scored_tools if split.ranked_tools is None else split.ranked_tools
   rows = [split.queries_by_tool[int(t)] for t in tools]
   width = max(len(r) for r in rows)
   task = {"tool_ids": tools[None], "tools": {"idx": main_doc[tools][None]},

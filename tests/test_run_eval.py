@@ -126,6 +126,27 @@ def test_k_larger_than_the_queries_is_skipped_with_a_reason():
   assert out["sd"]["k1"]["mean"] == 1.0
 
 
+def test_tools_without_queries_are_candidates_but_never_scored():
+  # External benchmarks list tools no query asks for (APIBench: 364 of 1,069): they must not
+  # zero the K bound (which skipped every protocol) but still compete as candidates.
+  ds = _dataset()
+  empty = {t.index for t in ds.tools if t.split == "test" and t.index % 3 == 0}
+  ds = ToolDataset("toy", ds.tools, [q for q in ds.queries if q.tool not in empty])
+  split = run_eval.split_for(ds, "test")
+  assert not empty & set(split.scored_tools.tolist())
+  assert empty <= set(split.pool_tools.tolist()) and empty <= set(split.ranked_tools.tolist())
+  main, views = _layout(ds)
+  out = run_eval.evaluate(_oracle(ds), ds, split, main, views, run_eval.EvalSpec(seeds=(0, 1)))
+  assert out["cd"]["0shot"]["mean"] == 1.0 and out["sd"]["k5"]["mean"] == 1.0
+  assert out["full_pool"]["0shot"]["n_tools"] == 13  # queryless tools are ranked too
+  assert out["full_pool"]["0shot"]["n_queries"] == 9 * (13 - len(empty))
+  seen_as_candidate = set()
+  for seed in range(5):
+    tasks = run_eval.make_tasks(np.random.default_rng(seed), ds, split, "cd", 5, 0, main, views, 2)
+    seen_as_candidate |= set(tasks["tool_ids"].ravel().tolist()) & empty
+  assert seen_as_candidate  # drawn as distractors
+
+
 def test_bm25_scores_the_lexical_match_first():
   ds = _dataset(groups=(("a", 5),))
   split = run_eval.split_for(ds, "test")
