@@ -1,0 +1,100 @@
+"""The jitted programs behind ``ToolSelector`` and the batching plan that feeds them.
+
+Programs are cached module-wide by (encoder structure, scorer config, meta config): a second
+selector, or a reloaded checkpoint of the same kind, compiles nothing new.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from flax import nnx
+
+from mta_jax import bilevel
+from mta_jax import params as P
+from mta_jax.models import TextEncoder, bert, tokenizer as tok_lib
+from mta_jax.scorer import Scorer
+
+
+def plan_batches(lengths: np.ndarray, cfg) -> list[tuple[np.ndarray, int, int]]:
+  """Texts sorted by token count, cut into ``(rows, padded batch, padded length)`` chunks.
+
+  ``cfg`` is a ``selector.SelectorConfig`` (``batch_size``, ``batch_buckets``, ``length_buckets``).
+
+  The partial chunk takes the shortest texts, where padding it to its batch bucket is cheapest.
+  """
+  order = np.argsort(lengths, kind="stable")
+  cuts = list(range(len(order) % cfg.batch_size, len(order), cfg.batch_size))
+  if not cuts or cuts[0] != 0:
+    cuts = [0] + cuts
+  chunks = [order[a:b] for a, b in zip(cuts, cuts[1:] + [len(order)]) if b > a]
+  return [(rows, tok_lib.bucket_for(len(rows), cfg.batch_buckets),
+           tok_lib.bucket_for(int(lengths[rows].max()), cfg.length_buckets)) for rows in chunks]
+
+
+# Jitted programs are shared by every selector with the same encoder structure and configs
+# (a ``Scorer`` is a pure function of its config and the encoder's structure), so a new selector
+# or a reloaded checkpoint of the same kind compiles nothing new.
+_PROGRAMS: dict = {}
+
+
+def hidden_program(encoder: TextEncoder, n_lower: int):
+  """jit ``(encoder params, ids, mask) -> (B, L, H)`` hidden states after ``n_lower`` layers,
+  or ``(B, H)`` sentence embeddings when ``n_lower`` is the whole encoder."""
+  key = ("hidden", encoder.graphdef, n_lower)
+  if key not in _PROGRAMS:
+    graphdef, pooled = encoder.graphdef, n_lower == encoder.cfg.num_layers
+
+    def hidden(enc_params, ids, mask):
+      h = nnx.merge(graphdef, enc_params).lower(ids, mask, n_lower)
+      return bert.mean_pool(h, mask) if pooled else h
+
+    _PROGRAMS[key] = jax.jit(hidden)
+  return _PROGRAMS[key]
+
+
+def score_program(encoder: TextEncoder, scorer: Scorer):
+  """jit ``(encoder params, params, ids (B, L), mask, tools (Tp, H)) -> (B, Tp) cosines``."""
+  key = ("score", encoder.graphdef, scorer.cfg)
+  if key not in _PROGRAMS:
+    graphdef, n_lower = encoder.graphdef, scorer.n_lower
+
+    def score(enc_params, params, ids, mask, tool_mat):
+      hidden = nnx.merge(graphdef, enc_params).lower(ids, mask, n_lower)
+      q = scorer.query_repr(params, scorer.embed(params, hidden, mask))
+      return q @ tool_mat.T
+
+    _PROGRAMS[key] = jax.jit(score)
+  return _PROGRAMS[key]
+
+
+def adapt_program(encoder: TextEncoder, scorer: Scorer, meta_cfg: bilevel.MetaConfig):
+  """jit ``(meta, episode) -> (adapted params, (N, H) tool representations)``.
+
+  Mirrors ``bilevel.make_predict``: ProtoNet uses prototypes; otherwise ``inner_steps`` of the
+  inner loop on the episode's labelled streams, unless nothing is adaptable.
+  """
+  key = ("adapt", encoder.graphdef, scorer.cfg, meta_cfg)
+  if key in _PROGRAMS:
+    return _PROGRAMS[key]
+  fast_keys = bool(scorer.cfg.proto_head) or bool(
+      P.partition(jax.eval_shape(scorer.init, jax.random.key(0)), scorer.cfg.fast_pattern)[0])
+
+  def fn(meta, episode):
+    tools = episode["tools"]
+    if meta_cfg.algorithm == "protonet":
+      p = meta["params"]
+      reprs = bilevel.prototypes(scorer, p, episode)
+    else:
+      if meta_cfg.inner_steps > 0 and fast_keys:
+        fast, slow, _ = bilevel.adapt(scorer, meta_cfg, meta, episode)
+        p = P.merge(fast, slow)
+      else:
+        p = meta["params"]
+      reprs = scorer.tool_repr(p, tools["h"], tools["m"])
+    # Per-toolbox class weights live in the tool matrix; dropping them keeps the query
+    # function's parameter shapes independent of the toolbox size (one compile).
+    return {k: v for k, v in p.items() if not k.startswith("proto/")}, reprs
+
+  _PROGRAMS[key] = jax.jit(fn)
+  return _PROGRAMS[key]
