@@ -1,16 +1,15 @@
 """API-Bank level-1 builder: card counts, records, parsing, bad input, reading without our code."""
 
 import json
-import pathlib
-import shutil
 
 import pytest
 
 from datasets_tfds import external_common as ec
+from datasets_tfds import testing
 from datasets_tfds.api_bank import api_bank_dataset_builder as ab
 
-RAW = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "external_data" / "api_bank"
-pytestmark = pytest.mark.skipif(not RAW.is_dir(), reason=f"raw files not found at {RAW}")
+RAW = testing.raw_dir("api_bank")
+pytestmark = testing.needs(RAW)
 
 # The card's numbers (README.md).
 N_TOOLS, N_QA, N_LOGIN = 49, 399, 82
@@ -21,23 +20,17 @@ GROUP_SIZES = {"schedule_management": 17, "information_query": 10, "health_manag
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  out = tmp_path_factory.mktemp("tfds_api_bank")
-  ec.build(ab.Builder, out, RAW)
-  return out
+  return testing.build(tmp_path_factory, ab.Builder, RAW)
 
 
 @pytest.fixture(scope="module")
 def records(data_dir):
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  qa = tfds.data_source("api_bank/qa", data_dir=str(data_dir), split="test")
-  tools = tfds.data_source("api_bank/tools", data_dir=str(data_dir), split="train")
-  return [qa[i] for i in range(len(qa))], [tools[i] for i in range(len(tools))]
+  return testing.records(data_dir, "api_bank")
 
 
 def test_counts_match_the_card(data_dir, records):
   for config, want in (("qa", {"test": N_QA}), ("tools", {"train": N_TOOLS})):
-    builder = ab.Builder(config=config, data_dir=str(data_dir))
-    assert {s: v.num_examples for s, v in builder.info.splits.items()} == want
+    assert testing.split_counts(ab.Builder, data_dir, config) == want
   qa, tools = records
   assert sum(b"GetUserToken" in list(ex["tags"]) for ex in qa) == N_LOGIN
   assert sum(ex["tool"] == b"GetUserToken" for ex in qa) == N_LOGIN
@@ -101,16 +94,8 @@ def test_unparseable_records_are_counted(tmp_path):
 
 
 def test_altered_raw_file_names_file_and_sha256(tmp_path):
-  manual = tmp_path / "manual"
-  manual.mkdir()
-  for name in ab.URLS:
-    shutil.copy(RAW / name, manual / name)
-  data = bytearray((manual / "level-1-api.json").read_bytes())
-  data[-3] ^= 1
-  (manual / "level-1-api.json").write_bytes(bytes(data))
-  want = {r.name: r.sha256 for r in ab.Builder.raw_files()}["level-1-api.json"]
-  with pytest.raises(ec.RawFileError, match=rf"level-1-api\.json.*expects sha256 {want}"):
-    ec.build(ab.Builder, tmp_path / "out", manual, configs=("qa",))
+  testing.check_altered_raw_file(ab.Builder, ab.URLS, RAW, tmp_path, "level-1-api.json", -3,
+                                 ("qa",))
 
 
 def test_reads_through_data_source_without_our_code(data_dir):

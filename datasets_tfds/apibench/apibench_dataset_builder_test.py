@@ -1,17 +1,15 @@
 """APIBench builder: card counts, dedup, records, parsing, bad input, reading without our code."""
 
 import json
-import pathlib
-import shutil
 
 import pytest
 
 from datasets_tfds import external_common as ec
+from datasets_tfds import testing
 from datasets_tfds.apibench import apibench_dataset_builder as ag
 
-RAW = (pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "external_data" /
-       "gorilla_apibench")
-pytestmark = pytest.mark.skipif(not RAW.is_dir(), reason=f"raw files not found at {RAW}")
+RAW = testing.raw_dir("gorilla_apibench")
+pytestmark = testing.needs(RAW)
 
 # The card's numbers (README.md): tools after merging pool entries by api_call, and queries.
 N_TOOLS = {"huggingface": 895, "tensorflowhub": 80, "torchhub": 94}
@@ -22,17 +20,12 @@ N_MATCHED_BY_NAME = 77
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  out = tmp_path_factory.mktemp("tfds_apibench")
-  ec.build(ag.Builder, out, RAW)
-  return out
+  return testing.build(tmp_path_factory, ag.Builder, RAW)
 
 
 @pytest.fixture(scope="module")
 def records(data_dir):
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  qa = tfds.data_source("apibench/qa", data_dir=str(data_dir), split="test")
-  tools = tfds.data_source("apibench/tools", data_dir=str(data_dir), split="train")
-  return [qa[i] for i in range(len(qa))], [tools[i] for i in range(len(tools))]
+  return testing.records(data_dir, "apibench")
 
 
 def _count(items, key):
@@ -105,16 +98,8 @@ def test_unparseable_lines_are_counted(tmp_path):
 
 
 def test_altered_raw_file_names_file_and_sha256(tmp_path):
-  manual = tmp_path / "manual"
-  manual.mkdir()
-  for name in ag.URLS:
-    shutil.copy(RAW / name, manual / name)
-  data = bytearray((manual / "torchhub_api.jsonl").read_bytes())
-  data[100] ^= 1
-  (manual / "torchhub_api.jsonl").write_bytes(bytes(data))
-  want = {r.name: r.sha256 for r in ag.Builder.raw_files()}["torchhub_api.jsonl"]
-  with pytest.raises(ec.RawFileError, match=rf"torchhub_api\.jsonl.*expects sha256 {want}"):
-    ec.build(ag.Builder, tmp_path / "out", manual, configs=("tools",))
+  testing.check_altered_raw_file(ag.Builder, ag.URLS, RAW, tmp_path, "torchhub_api.jsonl", 100,
+                                 ("tools",))
 
 
 def test_reads_through_data_source_without_our_code(data_dir):

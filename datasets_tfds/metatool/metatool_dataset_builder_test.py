@@ -1,16 +1,15 @@
 """MetaTool builder: counts of the card, records, the split, bad input, reading without our code."""
 
 import json
-import pathlib
-import shutil
 
 import pytest
 
 from datasets_tfds import external_common as ec
+from datasets_tfds import testing
 from datasets_tfds.metatool import metatool_dataset_builder as mt
 
-RAW = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "external_data" / "metatool"
-pytestmark = pytest.mark.skipif(not RAW.is_dir(), reason=f"raw files not found at {RAW}")
+RAW = testing.raw_dir("metatool")
+pytestmark = testing.needs(RAW)
 
 # The card's numbers (README.md).
 N_TOOLS = {"train": 129, "validation": 20, "test": 50}
@@ -19,15 +18,12 @@ N_QA = {"train": 14111, "validation": 1515, "test": 4988}
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  out = tmp_path_factory.mktemp("tfds_metatool")
-  ec.build(mt.Builder, out, RAW)
-  return out
+  return testing.build(tmp_path_factory, mt.Builder, RAW)
 
 
 def test_counts_match_the_card(data_dir):
   for config, want in (("qa", N_QA), ("tools", {"train": sum(N_TOOLS.values())})):
-    builder = mt.Builder(config=config, data_dir=str(data_dir))
-    assert {s: v.num_examples for s, v in builder.info.splits.items()} == want
+    assert testing.split_counts(mt.Builder, data_dir, config) == want
   assert sum(N_QA.values()) == 20614 and sum(N_TOOLS.values()) == 199
   meta = ec.read_metadata(data_dir, "metatool", "qa")
   assert meta["dropped"] == {}
@@ -75,16 +71,8 @@ def test_tool_split_is_deterministic_and_sized():
 
 
 def test_altered_raw_file_names_file_and_sha256(tmp_path):
-  manual = tmp_path / "manual"
-  manual.mkdir()
-  for name in mt.URLS:
-    shutil.copy(RAW / name, manual / name)
-  data = bytearray((manual / "plugin_des.json").read_bytes())
-  data[10] ^= 1
-  (manual / "plugin_des.json").write_bytes(bytes(data))
-  want = {r.name: r.sha256 for r in mt.Builder.raw_files()}["plugin_des.json"]
-  with pytest.raises(ec.RawFileError, match=rf"plugin_des\.json.*expects sha256 {want}"):
-    ec.build(mt.Builder, tmp_path / "out", manual, configs=("tools",))
+  testing.check_altered_raw_file(mt.Builder, mt.URLS, RAW, tmp_path, "plugin_des.json", 10,
+                                 ("tools",))
 
 
 def test_missing_raw_file_without_network_names_file_and_sha256(tmp_path):

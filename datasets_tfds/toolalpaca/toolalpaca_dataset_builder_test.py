@@ -1,17 +1,15 @@
 """ToolAlpaca builder: card counts, records, parsing, bad input, reading without our code."""
 
 import json
-import pathlib
-import shutil
 
 import pytest
 
 from datasets_tfds import external_common as ec
+from datasets_tfds import testing
 from datasets_tfds.toolalpaca import toolalpaca_dataset_builder as ta
 
-RAW = (pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "external_data" /
-       "toolalpaca")
-pytestmark = pytest.mark.skipif(not RAW.is_dir(), reason=f"raw files not found at {RAW}")
+RAW = testing.raw_dir("toolalpaca")
+pytestmark = testing.needs(RAW)
 
 # The card's numbers (README.md).
 N_TOOLS, N_QA, N_GROUPS = 94, 167, 21
@@ -22,23 +20,17 @@ DROPPED = {"gold answer calls 2+ different functions (multi-step)": 42,
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  out = tmp_path_factory.mktemp("tfds_toolalpaca")
-  ec.build(ta.Builder, out, RAW)
-  return out
+  return testing.build(tmp_path_factory, ta.Builder, RAW)
 
 
 @pytest.fixture(scope="module")
 def records(data_dir):
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  qa = tfds.data_source("toolalpaca/qa", data_dir=str(data_dir), split="test")
-  tools = tfds.data_source("toolalpaca/tools", data_dir=str(data_dir), split="train")
-  return [qa[i] for i in range(len(qa))], [tools[i] for i in range(len(tools))]
+  return testing.records(data_dir, "toolalpaca")
 
 
 def test_counts_match_the_card(data_dir, records):
   for config, want in (("qa", {"test": N_QA}), ("tools", {"train": N_TOOLS})):
-    builder = ta.Builder(config=config, data_dir=str(data_dir))
-    assert {s: v.num_examples for s, v in builder.info.splits.items()} == want
+    assert testing.split_counts(ta.Builder, data_dir, config) == want
   qa, tools = records
   assert len({t["group"] for t in tools}) == N_GROUPS
   assert sum(b"real" in list(ex["tags"]) for ex in qa) == N_REAL
@@ -99,16 +91,8 @@ def test_unparseable_records_are_counted(tmp_path):
 
 
 def test_altered_raw_file_names_file_and_sha256(tmp_path):
-  manual = tmp_path / "manual"
-  manual.mkdir()
-  for name in ta.URLS:
-    shutil.copy(RAW / name, manual / name)
-  data = bytearray((manual / "eval_real.json").read_bytes())
-  data[1000] ^= 1
-  (manual / "eval_real.json").write_bytes(bytes(data))
-  want = {r.name: r.sha256 for r in ta.Builder.raw_files()}["eval_real.json"]
-  with pytest.raises(ec.RawFileError, match=rf"eval_real\.json.*expects sha256 {want}"):
-    ec.build(ta.Builder, tmp_path / "out", manual, configs=("qa",))
+  testing.check_altered_raw_file(ta.Builder, ta.URLS, RAW, tmp_path, "eval_real.json", 1000,
+                                 ("qa",))
 
 
 def test_reads_through_data_source_without_our_code(data_dir):
