@@ -43,6 +43,7 @@ REPRO_DIR := workdirs/reproduce
 REPRO_SEEDS := 0 1 2 3 4
 REPRO_ROWS := sft protonet fomaml reptile mta_sd
 REPRO_DATASETS := mta_tools,metatool,api_bank,toolalpaca,apibench
+REPRO_NOTE := Encoder rows: MiniLM-L6 sentence embeddings (frozen) with a meta-learned 384x384 head adapted per task, 5 training seeds each (experiments/flags/<row>.flags). LLM row: SmolLM2-135M-Instruct prompted with the 5 candidates, scored on a deterministic subset of the same tasks (see its Commands lines), 3 episode seeds; full LoRA SFT and MTA-LoRA rows need a GPU (experiments/flags/llm_sft.flags, llm_mta.flags) and are not run here.
 .PHONY: reproduce
 reproduce: venv
 	@echo "== make reproduce: plan"
@@ -50,8 +51,9 @@ reproduce: venv
 	@echo "   2. baselines Random, BM25, Base (zero-shot): evaluate only          ~3 x 2 min"
 	@echo "   3. train + evaluate $(REPRO_ROWS) x seeds $(REPRO_SEEDS)            25 x ~2 min"
 	@echo "   4. MTA meta-trained on MetaTool's seen tools x seeds $(REPRO_SEEDS) (the labelled variant)  5 x ~4 min"
-	@echo "   5. report -> RESULTS.md and results/*.png"
-	@echo "   ETA: about 1-1.5 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
+	@echo "   5. LLM Base row: SmolLM2-135M-Instruct prompt on subsets sized for the CPU (llm_base.flags)  ~1 h"
+	@echo "   6. report -> RESULTS.md and results/*.png"
+	@echo "   ETA: about 2-2.5 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
 	for d in $$(echo $(REPRO_DATASETS) | tr , ' '); do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || echo "   (could not build $$d: its column will say so)"; done
 	for b in random bm25 base; do test -f $(REPRO_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(REPRO_DIR)/$$b --data_dir=$(TFDS_DIR) --datasets=$(REPRO_DATASETS) || exit 1; done
 	start=$$(date +%s); n=0; total=$$(( $(words $(REPRO_ROWS)) * $(words $(REPRO_SEEDS)) )); \
@@ -66,7 +68,8 @@ reproduce: venv
 	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/mta_metatool.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) || exit 1; \
 	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --datasets=metatool --name="MTA (trained on MetaTool seen tools)" || exit 1; \
 	done
-	$(BIN)/python experiments/report.py --workdirs='$(REPRO_DIR)/*' --out=RESULTS.md --title="Results (make reproduce)"
+	grep -qs '"complete": true' $(REPRO_DIR)/llm_base/eval.json || $(BIN)/python experiments/llm_select.py --flagfile=experiments/flags/llm_base.flags --workdir=$(REPRO_DIR)/llm_base --config.eval.external_data_dir=$(TFDS_DIR) || exit 1
+	$(BIN)/python experiments/report.py --workdirs='$(REPRO_DIR)/*' --out=RESULTS.md --title="Results (make reproduce)" --note="$(REPRO_NOTE)"
 
 test: venv
 	$(BIN)/python -m pytest -q tests datasets_tfds

@@ -2,6 +2,7 @@
 query, the LLM's tasks are exactly the encoder rows' tasks, and the subset and result layout."""
 
 import numpy as np
+import pytest
 
 from mta_jax import run_eval
 from mta_jax.llm import select, task_eval
@@ -73,3 +74,45 @@ def test_evaluate_reports_the_evaluator_layout_and_every_read_out(llm_small, mta
   assert 0.0 <= block["mean"] <= 1.0 and set(block["per_group"]) <= set(mta_ds.group_ids)
   for k in ("loglik_mean", "generate"):
     assert len(block[k]["per_seed"]) == 2 and 0.0 <= block[k]["mean"] <= 1.0
+
+
+
+class _FakeSelector:
+  """Scores by a rule instead of a model: 'first' always prefers position 1, 'oracle' the gold
+  tool (each query's own tool), 'prior' the oracle plus a position prior that calibration removes."""
+
+  rule = "first"
+
+  def __init__(self, model, ds, cfg, batch_size, generate):
+    self.ds = ds
+
+  def score_task(self, tools, rows, params=None):
+    n = len(tools)
+    s = np.zeros((len(rows), n))
+    for i, r in enumerate(rows):
+      gold = self.ds.queries[r].tool
+      if self.rule == "first":
+        s[i, 0] = 1.0
+      else:
+        s[i] = [2.0 * (t == gold) * (self.ds.queries[r].text != "N/A") for t in tools]
+        if self.rule == "prior":
+          s[i] += 5.0 * (np.arange(n) == 0)
+    return {"loglik": s}
+
+
+@pytest.mark.parametrize("rule,raw,calibrated", [("first", 0.2, None), ("oracle", 1.0, 1.0),
+                                                 ("prior", 0.2, 1.0)])
+def test_position_probe_tells_position_from_reading(monkeypatch, rule, raw, calibrated):
+  from mta_jax.llm import probe  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(probe.task_eval, "TaskSelector", _FakeSelector)
+  monkeypatch.setattr(_FakeSelector, "rule", rule)
+  res = probe.run(model=None)
+  n_q, n = len(probe.QUESTIONS), len(probe.TOOLS)
+  assert len({tuple(o) for o in res["orders"]}) == n  # every rotation once
+  assert res["raw"]["acc"] == [raw] * n
+  if calibrated is not None:
+    assert res["calibrated"]["acc"] == [calibrated] * n
+  for name in ("raw", "calibrated"):
+    assert sum(res[name]["positions"]) == n_q * n
+  if rule != "oracle":
+    assert res["raw"]["positions"] == [n_q * n, 0, 0, 0, 0]
