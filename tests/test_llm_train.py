@@ -167,6 +167,23 @@ def test_experiment_smoke_runs_end_to_end(method, tmp_path):
     assert all(np.isfinite(r["outer/loss"]) and np.isfinite(r["inner/loss_after"]) for r in log)
 
 
+def test_rerun_keeps_finished_datasets_and_restarts_under_another_config(tmp_path, monkeypatch):
+  first = run.run(_config("base,smoke"), tmp_path, "smoke")
+  def no_scoring(*args, **kwargs):
+    raise AssertionError("a finished dataset was scored again")
+  monkeypatch.setattr(run.task_eval, "evaluate", no_scoring)
+  moved = _config("base,smoke")
+  with moved.unlocked():
+    moved.eval.external_data_dir = str(tmp_path / "elsewhere")  # a location, not a setting
+  again = run.run(moved, tmp_path, "smoke")
+  assert again["results"] == first["results"] and again["resumed"] == ["mta_tools"]
+  other = _config("base,smoke")
+  with other.unlocked():
+    other.eval.seeds = (1,)
+  with pytest.raises(AssertionError, match="scored again"):
+    run.run(other, tmp_path, "smoke")
+
+
 @pytest.mark.parametrize("path", sorted(p.name for p in (ROOT / "experiments" / "flags").glob(
     "llm_*.flags")))
 def test_every_llm_flagfile_sets_known_keys_to_values_of_their_type(path):

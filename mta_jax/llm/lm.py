@@ -28,7 +28,8 @@ from mta_jax.llm import llama, weights
 from mta_jax.llm.tokenizer import ChatTokenizer
 
 PROMPT_BUCKETS = (32, 64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024, 1536, 2048)
-ANSWER_BUCKETS = (4, 6, 8, 10, 12, 16, 24, 32, 48, 64)
+# APIBench's Hugging Face tool names reach 76 tokens inside 'Use [name] tool'.
+ANSWER_BUCKETS = (4, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128)
 # The shared-prefix path (``mta_jax.llm.task_eval``) compiles one function per (prefix, suffix,
 # answer) width. A wider prefix bucket only costs attention over masked slots, so its buckets are
 # coarse; suffixes (questions) are the real work, so theirs are finer.

@@ -14,8 +14,10 @@ import json
 import pathlib
 import platform
 import time
+
 import jax
 import jax.numpy as jnp
+from absl import logging
 
 from mta_jax import data, run_eval
 from mta_jax.llm import lora, select, task_eval
@@ -36,6 +38,39 @@ def load_dataset(name: str, data_dir: str) -> data.ToolDataset:
   if (pathlib.Path(data_dir) / "tools.jsonl").exists():
     return data.from_jsonl(data_dir)
   return data.load(name, data_dir)
+
+
+# Where the data lives and whether bars are drawn do not change results: a run may resume under
+# other values of these.
+_LOCATION_KEYS = (("data_dir",), ("eval", "external_data_dir"), ("progress",))
+
+
+def _comparable(config: dict) -> dict:
+  out = json.loads(json.dumps(config))
+  for path in _LOCATION_KEYS:
+    node = out
+    for k in path[:-1]:
+      node = node.get(k, {})
+    node.pop(path[-1], None)
+  return out
+
+
+def finished_datasets(workdir: pathlib.Path, config) -> dict:
+  """Per-dataset results an earlier run with the same config already wrote to
+  ``workdir/eval.json`` (it is written after every dataset), so that a rerun scores only the
+  rest; {} when there is none or its config differs (then it is overwritten)."""
+  path = workdir / "eval.json"
+  if not path.exists():
+    return {}
+  try:
+    old = json.loads(path.read_text())
+  except json.JSONDecodeError:
+    logging.warning("%s is not valid JSON: evaluating every dataset again", path)
+    return {}
+  if _comparable(old.get("config", {})) != _comparable(json.loads(config.to_json_best_effort())):
+    logging.warning("%s was written under another config: evaluating every dataset again", path)
+    return {}
+  return {k: v for k, v in old.get("results", {}).items() if "skipped" not in v}
 
 
 def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
@@ -69,6 +104,9 @@ def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
                                     max_new=ecfg.max_new, generate=ecfg.generate)
   selector.params = params  # LoRA SFT: merged; MTA-LoRA: its meta-learned init; None: the base
   results, evaluated_on = {}, {}
+  done = finished_datasets(workdir, config)
+  if done:
+    logging.info("resuming %s: keeping the results of %s", workdir / "eval.json", sorted(done))
 
   def summary(complete: bool) -> dict:
     return {
@@ -83,7 +121,7 @@ def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
         "protocol": (f"mta_jax.run_eval tasks of {ecfg.n_way} candidates (the encoder rows' "
                      f"tasks), episode seeds {list(ecfg.seeds)}; score = log-likelihood of "
                      "'Use [name] tool'"),
-        "evaluated_on": evaluated_on,
+        "evaluated_on": evaluated_on, "resumed": sorted(set(done) & set(results)),
         "model": {"name": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised to float32)",
                   "num_layers": model.cfg.num_layers, "dtype": config.model.dtype},
         "results": results, "train": train_log,
@@ -98,6 +136,9 @@ def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
     }
 
   for name in ecfg.datasets:
+    if name in done:
+      results[name], evaluated_on[name] = done[name], done[name].get("evaluated_on", "")
+      continue
     data_dir = config.data_dir if name == config.dataset else ecfg.external_data_dir
     try:
       eds = ds if name == config.dataset else load_dataset(name, data_dir)
