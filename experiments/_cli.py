@@ -32,7 +32,7 @@ import ml_collections
 # `--help` stays fast; an exception of one of these types means its module is already loaded).
 USER_ERRORS = (
     "absl.app.UsageError",
-    "mta_jax.train.ConfigError",
+    "mta_jax.run_config.ConfigError",
     "mta_jax.train.NonFiniteError",
     "mta_jax.checkpointing.CheckpointError",
     "mta_jax.data.DatasetNotFoundError",

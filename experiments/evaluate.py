@@ -47,14 +47,14 @@ ROW_NAMES = {"maml": "MTA", "fomaml": "FOMAML", "reptile": "Reptile", "protonet"
 
 def _model(bundle_or_none):
   """(scorer_cfg, meta_cfg, meta, config) of the run or of the zero-shot base model."""
-  from mta_jax import baselines, train  # pylint: disable=import-outside-toplevel
+  from mta_jax import baselines, run_config  # pylint: disable=import-outside-toplevel
   if bundle_or_none is not None:
     b = bundle_or_none
     return b.scorer_cfg, b.meta_cfg, b.meta, b.config
   sys.path.insert(0, str(pathlib.Path(__file__).parent / "configs"))
   import mta  # pylint: disable=import-outside-toplevel
   config = json.loads(mta.get_config("sd").to_json())
-  scorer_cfg, _ = train.model_configs(config)
+  scorer_cfg, _ = run_config.model_configs(config)
   return scorer_cfg, baselines.NO_ADAPT, None, config
 
 
@@ -62,10 +62,10 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   """All protocols on one dataset's unseen tools ({"skipped": why} if it is not built)."""
   import jax  # pylint: disable=import-outside-toplevel
   # pylint: disable-next=import-outside-toplevel
-  from mta_jax import baselines, data, features, run_eval, train
+  from mta_jax import baselines, data, features, run_config, run_eval
   from mta_jax.scorer import Scorer  # pylint: disable=import-outside-toplevel
   try:
-    ds = train.load_dataset(name, data_dir)
+    ds = run_config.load_dataset(name, data_dir)
   except data.DatasetNotFoundError as e:
     logging.warning("skipping %s: %s", name, e)
     return {"skipped": str(e)}

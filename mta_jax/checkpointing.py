@@ -195,7 +195,7 @@ def restore_for_inference(workdir: str | os.PathLike, which: str = "best") -> In
   Raises ``CheckpointError`` naming the path and the problem when there is no checkpoint or it
   is corrupt. Needs no encoder: shapes come from the checkpoint's own metadata.
   """
-  from mta_jax import train  # pylint: disable=import-outside-toplevel  # (config -> dataclasses)
+  from mta_jax import run_config  # pylint: disable=import-outside-toplevel  # config -> dataclasses
   if which not in WHICH:
     raise ValueError(f"which must be one of {WHICH}, got {which!r}")
   root = pathlib.Path(workdir).absolute()
@@ -216,7 +216,7 @@ def restore_for_inference(workdir: str | os.PathLike, which: str = "best") -> In
     config = record.get("config")
     if not isinstance(config, dict):
       raise CheckpointError(f"checkpoint {folder / str(step)} holds no run config")
-    scorer_cfg, meta_cfg = train.model_configs(config)
+    scorer_cfg, meta_cfg = run_config.model_configs(config)
     meta = {"params": P.merge(state["meta"]["params"], state["frozen"]),
             "inner_lr": dict(state["meta"]["inner_lr"])}
     return InferenceBundle(scorer_cfg, meta_cfg, meta, config, int(step))

@@ -90,6 +90,22 @@ def _groups(ds: ToolDataset, tools: np.ndarray) -> np.ndarray:
   return np.array([ds.group_ids[ds.tools[t].group] for t in tools], np.int32)
 
 
+def skip_reason(ds: ToolDataset, split: Split, mode: str, k_shot: int) -> str | None:
+  """Why protocol (``mode``, ``k_shot``) cannot be measured on ``split``, or None if it can.
+
+  K-shot needs each scored tool to keep a query beyond its K labelled ones. SD needs at least one
+  group with two candidate tools: where every tool is its own group (MetaTool), an SD task would
+  hold the gold tool alone and score 100%, which measures nothing."""
+  counts = [len(split.queries_by_tool[int(t)]) for t in split.scored_tools]
+  min_q = min((c for c in counts if c), default=0)
+  if k_shot >= max(min_q, 1):
+    return f"K={k_shot} needs more than the {min_q} queries of the tool with the fewest"
+  if mode == "sd" and np.bincount(_groups(ds, split.pool_tools)).max() < 2:
+    return (f"SD needs distractors from the gold tool's group, but each of the "
+            f"{len(split.pool_tools)} candidate tools of {ds.name} is its own group")
+  return None
+
+
 def _stream(rows: list[list[int]], width: int) -> dict:
   """Per candidate position a list of rows -> a flat labelled stream of ``n * width`` slots."""
   n = len(rows)
@@ -225,16 +241,14 @@ def evaluate(score_fn: ScoreFn, ds: ToolDataset, split: Split, main_doc, view_ro
   """Every protocol of ``spec`` for one score function. ``adapts=False`` (no inner loop, no
   support set: Random, BM25, Base, SFT) evaluates the K-shot settings once and labels them."""
   out: dict = {}
-  min_q = min(len(split.queries_by_tool[int(t)]) for t in split.scored_tools)
   jobs = [(m, s) for m in spec.modes for s in spec.shots]
   if progress:
     from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
     jobs = tqdm(jobs, desc="protocols", leave=False)
   for mode, shot in jobs:
     k = SHOTS[shot]
-    if k >= min_q:
-      out.setdefault(mode, {})[shot] = {"skipped": f"K={k} needs more than the {min_q} queries "
-                                                   "of the tool with the fewest"}
+    if why := skip_reason(ds, split, mode, k):
+      out.setdefault(mode, {})[shot] = {"skipped": why}
       continue
     if not adapts and k > 0:
       res = dict(out[mode]["0shot"], note="no test-time adaptation: equals 0shot")

@@ -20,29 +20,23 @@ Fault injection for tests: ``MTA_FAULT_KILL_AT_STEP=k`` SIGKILLs the process rig
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
 import logging
 import math
 import os
 import pathlib
-import re
 import signal
 import time
-from typing import Any, Mapping
 
 import jax
 import ml_collections
 import numpy as np
 
-from mta_jax import baselines, bilevel, checkpointing, data, episodes, features, metrics_log
+from mta_jax import baselines, bilevel, checkpointing, episodes, features, metrics_log
 from mta_jax import params as P
 from mta_jax import run_eval
-from mta_jax.scorer import ADAPT_PATTERNS, ScorerConfig
-
-TRAIN_ALGORITHMS = bilevel.ALGORITHMS + ("sft",)
-
+from mta_jax.run_config import (episode_spec, feature_spec, load_dataset, model_configs,
+                                optim_config, validate, validate_data)
 
 class NonFiniteError(FloatingPointError):
   """A metric became NaN or infinite; names the step and the metric."""
@@ -54,160 +48,6 @@ class TrainingInterrupted(KeyboardInterrupt):
   def __init__(self, signum: int, step: int):
     super().__init__(f"{signal.Signals(signum).name} at step {step}: checkpoint saved")
     self.signum, self.step = signum, step
-
-
-# ---------------------------------------------------------------------------- config
-
-def _get(cfg: Mapping[str, Any], key: str) -> dict:
-  sub = cfg[key]
-  return sub.to_dict() if isinstance(sub, ml_collections.ConfigDict) else dict(sub)
-
-
-def model_configs(config: Mapping[str, Any]) -> tuple[ScorerConfig, bilevel.MetaConfig]:
-  """(ScorerConfig, MetaConfig used for prediction) from a run config (ConfigDict or dict).
-
-  SFT has no inner loop: its prediction config is ``baselines.NO_ADAPT`` (``inner_steps=0``).
-  """
-  s = _get(config, "scorer")
-  if "lora_targets" in s:
-    s["lora_targets"] = tuple(s["lora_targets"])
-  names = {f.name for f in dataclasses.fields(ScorerConfig)}
-  scorer_cfg = ScorerConfig(**{k: v for k, v in s.items() if k in names})
-  m = _get(config, "meta")
-  if m["algorithm"] == "sft":
-    return scorer_cfg, baselines.NO_ADAPT
-  names = {f.name for f in dataclasses.fields(bilevel.MetaConfig)}
-  return scorer_cfg, bilevel.MetaConfig(**{k: v for k, v in m.items() if k in names})
-
-
-class ConfigError(ValueError):
-  """A config value is unknown or out of range; the one-line message names the key."""
-
-
-# Bounds of numeric keys (dotted paths into the run config): (">=" or ">", bound).
-_BOUNDS = {k: (">=", 1) for k in ("total_steps", "log_every", "eval_every", "ckpt_every",
-                                  "keep_ckpts", "episodes.batch", "sft.batch", "eval.seeds",
-                                  "eval.batch", "features.q_len", "features.d_len",
-                                  # the outer loss is the query stream's: q_query = 0 is no loss
-                                  "episodes.q_query")}
-_BOUNDS.update({k: (">=", 0) for k in ("episodes.k_shot", "episodes.n_views", "features.n_views",
-                                       "optim.warmup_steps", "optim.weight_decay",
-                                       # lr = 0 freezes (tests use it); < 0 climbs the loss
-                                       "optim.lr", "optim.lr_of_inner_lr")})
-_BOUNDS.update({"episodes.n_way": (">=", 2), "eval.n_way": (">=", 2),
-                "optim.clip_norm": (">", 0), "scorer.temperature": (">", 0)})
-_CHOICES = {"meta.algorithm": TRAIN_ALGORITHMS, "meta.learn_inner_lr": bilevel.LR_MODES,
-            "dataset": data.KNOWN, "episodes.mode": ("sd", "cd"), "eval.mode": ("sd", "cd")}
-
-
-def _at(config, key: str):
-  node = config
-  for part in key.split("."):
-    node = node[part]
-  return node
-
-
-def _did_you_mean(value, options) -> str:
-  hint = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
-  return f" (did you mean {hint[0]!r}?)" if hint else ""
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Every check that needs only the config (no data, no model, no JAX computation).
-
-  Raises ``ConfigError`` with one line naming the key, the value and what is allowed, so a
-  typo fails in a second instead of after the encoder and the feature cache.
-  """
-  for key, options in _CHOICES.items():
-    if key == "meta.learn_inner_lr" and config.meta.algorithm == "sft":
-      continue
-    value = _at(config, key)
-    if value not in options:
-      raise ConfigError(f"config.{key} must be one of {', '.join(options)}, got {value!r}"
-                        f"{_did_you_mean(value, options)}")
-  for key, (op, bound) in _BOUNDS.items():
-    value = _at(config, key)
-    if not (value > bound if op == ">" else value >= bound):
-      raise ConfigError(f"config.{key} must be {op} {bound}, got {value}")
-  adapt = config.scorer.adapt
-  if adapt not in ADAPT_PATTERNS:
-    # Any regex over parameter names is allowed, but a near-miss of a named mode is a typo
-    # that would otherwise select no parameter and silently disable adaptation.
-    hint = _did_you_mean(adapt, ADAPT_PATTERNS)
-    if hint and re.fullmatch(r"[a-z+]+", adapt):
-      raise ConfigError(f"config.scorer.adapt must be one of {', '.join(ADAPT_PATTERNS)} or a "
-                        f"regex over parameter names, got {adapt!r}{hint}")
-    try:
-      re.compile(adapt)
-    except re.error as e:
-      raise ConfigError(f"config.scorer.adapt {adapt!r} is not a valid regex: {e}") from None
-  if config.init_from and not pathlib.Path(config.init_from).is_dir():
-    raise ConfigError(f"config.init_from={config.init_from!r} is not a folder (it names the "
-                      "workdir of a finished run whose best checkpoint initialises this one)")
-  if config.episodes.n_views > config.features.n_views:
-    raise ConfigError(f"config.episodes.n_views={config.episodes.n_views} is more than the "
-                      f"config.features.n_views={config.features.n_views} views cached per tool")
-  # The components' own checks (their messages start with the config section's name).
-  from mta_jax.models.bert import BertConfig  # pylint: disable=import-outside-toplevel
-  num_layers = BertConfig().num_layers
-  try:
-    scorer_cfg, meta_cfg = model_configs(config)
-    scorer_cfg.validate(num_layers)
-    if config.meta.algorithm != "sft":
-      meta_cfg.validate()
-    feature_spec(config, num_layers).validate(num_layers)
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"config.{e}") from None
-
-
-def episode_spec(config) -> episodes.EpisodeSpec:
-  """The training episodes' shape (``config.episodes`` without the meta-batch size)."""
-  return episodes.EpisodeSpec(**{k: v for k, v in _get(config, "episodes").items()
-                                 if k != "batch"})
-
-
-def validate_data(config: ml_collections.ConfigDict, ds: data.ToolDataset) -> None:
-  """Checks the config against the training tools of ``ds`` (texts only, before encoding):
-  N no larger than the tools available, K + Q no larger than the queries of any tool."""
-  train_tools = ds.tool_indices("train")
-  if len(train_tools) < 2:
-    raise ConfigError(
-        f"config.dataset={ds.name!r} has {len(train_tools)} training tools (split 'train'); "
-        "training needs at least 2 (the external benchmarks other than metatool are for "
-        "evaluation only)")
-  _, main_doc, view_rows = ds.documents(config.features.n_views)
-  pool = ds.pool(train_tools, main_doc, view_rows, query_split="train")
-  if config.meta.algorithm == "sft":
-    if pool.n_queries.sum() == 0:
-      raise ConfigError(f"config.dataset={ds.name!r}: its training tools have no queries")
-    return
-  spec = episode_spec(config)
-  where = f"the {pool.n_tools} training tools of {ds.name}"
-  if spec.k_shot + spec.q_query > pool.min_queries:
-    fewest = int(np.argmin(pool.n_queries))
-    where += f"; fewest queries: {ds.tools[train_tools[fewest]].name!r}"
-  try:
-    spec.validate(pool)
-  except ValueError as e:
-    raise ConfigError(f"config.{e} ({where})") from None
-
-
-def optim_config(config) -> bilevel.OptimConfig:
-  o = _get(config, "optim")
-  return bilevel.OptimConfig(total_steps=config.total_steps, **o)
-
-
-def load_dataset(name: str, data_dir: str) -> data.ToolDataset:
-  """A TFDS data dir (``data.load``) or, for MTA-Tools, a folder of its JSONL (no build step)."""
-  if name == "mta_tools" and (pathlib.Path(data_dir) / "tools.jsonl").exists():
-    return data.from_jsonl(data_dir)
-  return data.load(name, data_dir)
-
-
-def feature_spec(config, num_layers: int) -> features.FeatureSpec:
-  return features.FeatureSpec(n_lower=num_layers - config.scorer.n_top,
-                              q_len=config.features.q_len, d_len=config.features.d_len,
-                              n_views=config.features.n_views)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -20,7 +20,7 @@ import sys
 import pytest
 
 from datasets_tfds import external_common as ec
-from mta_jax import data, train
+from mta_jax import data, run_config, train
 
 # pylint: disable-next=wrong-import-order
 from test_train import ROOT, mta, write_small_dataset
@@ -159,8 +159,8 @@ def _config(arg="sd", **overrides):
      "folder"),
 ], ids=lambda x: str(x) if not isinstance(x, str) or len(x) < 25 else None)
 def test_config_value_out_of_range_or_unknown_is_named(arg, key, value, message):
-  with pytest.raises(train.ConfigError) as err:
-    train.validate(_config(arg, **{key: value}))
+  with pytest.raises(run_config.ConfigError) as err:
+    run_config.validate(_config(arg, **{key: value}))
   assert message in str(err.value)
   assert "\n" not in str(err.value)
 
@@ -191,13 +191,13 @@ def _flagfile_config(path: pathlib.Path):
     if "configs/mta.py" in p.read_text()))
 def test_every_committed_flagfile_has_known_keys_and_valid_values(path):
   # The checks above must not reject what the project itself runs.
-  train.validate(_flagfile_config(ROOT / "experiments" / "flags" / path))
+  run_config.validate(_flagfile_config(ROOT / "experiments" / "flags" / path))
 
 
 @pytest.mark.parametrize("arg", ["sd", "cd", "sd,top", "sd,demo", "sd,smoke", "sd,fomaml",
                                  "sd,reptile", "sd,protonet", "sd,sft", "cd,top,smoke"])
 def test_every_config_variant_validates(arg):
-  train.validate(mta.get_config(arg))
+  run_config.validate(mta.get_config(arg))
 
 
 def test_bad_config_value_reaches_the_cli_user_as_one_line(tmp_path):
@@ -229,9 +229,9 @@ def small(tmp_path_factory):
 def test_episode_shape_larger_than_the_data_is_named(small, overrides, message):
   _, ds = small
   c = _config("sd", **{f"episodes.{k}": v for k, v in overrides.items()})
-  train.validate(c)  # the config alone is fine: only the data says no
-  with pytest.raises(train.ConfigError) as err:
-    train.validate_data(c, ds)
+  run_config.validate(c)  # the config alone is fine: only the data says no
+  with pytest.raises(run_config.ConfigError) as err:
+    run_config.validate_data(c, ds)
   assert message in str(err.value)
 
 
@@ -243,8 +243,8 @@ def test_k_plus_q_error_names_the_tool_with_the_fewest_queries(small, tmp_path):
   qa = [q for i, q in enumerate(qa) if q["tool_index"] != victim["index"] or i % 8 < 6]
   (d / "qa.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qa))
   c = _config("sd", **{"episodes.n_way": 3, "episodes.k_shot": 2, "episodes.q_query": 5})
-  with pytest.raises(train.ConfigError) as err:
-    train.validate_data(c, data.from_jsonl(d))
+  with pytest.raises(run_config.ConfigError) as err:
+    run_config.validate_data(c, data.from_jsonl(d))
   assert str(err.value).endswith(f"= 7 is more than the 6 queries of the pool's tool with the "
                                  f"fewest: lower them (the 21 training tools of mta_tools; "
                                  f"fewest queries: {victim['name']!r})")
@@ -252,9 +252,9 @@ def test_k_plus_q_error_names_the_tool_with_the_fewest_queries(small, tmp_path):
 
 def test_dataset_without_training_tools_is_named(tmp_path):
   d = write_small_dataset(tmp_path, per_split=(("test", 2),))
-  with pytest.raises(train.ConfigError, match=r"config.dataset='mta_tools' has 0 training tools "
+  with pytest.raises(run_config.ConfigError, match=r"config.dataset='mta_tools' has 0 training tools "
                      r"\(split 'train'\); training needs at least 2"):
-    train.validate_data(_config("sd"), data.from_jsonl(d))
+    run_config.validate_data(_config("sd"), data.from_jsonl(d))
 
 
 def test_data_checks_run_before_the_encoder_loads(small, tmp_path, monkeypatch):
@@ -264,7 +264,7 @@ def test_data_checks_run_before_the_encoder_loads(small, tmp_path, monkeypatch):
     raise AssertionError("the encoder was loaded before the data checks")
   monkeypatch.setattr(models.TextEncoder, "pretrained", staticmethod(no_encoder))
   c = _config("sd,smoke", data_dir=str(small[0]), **{"episodes.n_way": 4})
-  with pytest.raises(train.ConfigError, match="episodes.n_way=4 is larger than the 3 tools"):
+  with pytest.raises(run_config.ConfigError, match="episodes.n_way=4 is larger than the 3 tools"):
     train.train(c, tmp_path / "run")
 
 
@@ -332,7 +332,7 @@ def test_jsonl_dataset_without_qa_file_is_named(small, tmp_path):
   (d / "qa.jsonl").unlink()
   with pytest.raises(data.DatasetNotFoundError, match=r"qa.jsonl does not exist \(a JSONL "
                      r"dataset folder holds tools.jsonl and qa.jsonl\)"):
-    train.load_dataset("mta_tools", str(d))
+    run_config.load_dataset("mta_tools", str(d))
 
 
 # ---------------------------------------------------------------------------- evaluate.py

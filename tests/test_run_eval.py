@@ -147,6 +147,22 @@ def test_tools_without_queries_are_candidates_but_never_scored():
   assert seen_as_candidate  # drawn as distractors
 
 
+def test_sd_is_skipped_where_every_tool_is_its_own_group():
+  # MetaTool: one tool per group. An SD task would hold the gold tool alone (100%, meaningless).
+  ds = _dataset(groups=tuple((f"g{i}", 1) for i in range(7)))
+  split = run_eval.split_for(ds, "test")
+  main, views = _layout(ds)
+  out = run_eval.evaluate(_oracle(ds, -1.0), ds, split, main, views,
+                          run_eval.EvalSpec(seeds=(0,), full_pool=False))
+  for shot in ("0shot", "k1", "k5"):
+    assert "each of the 7 candidate tools of toy is its own group" in out["sd"][shot]["skipped"]
+  assert out["cd"]["0shot"]["mean"] == 0.0  # CD still runs (gold ranked last: never right)
+  # One group of two is enough for SD to mean something.
+  ds2 = _dataset(groups=(("pair", 2),) + tuple((f"g{i}", 1) for i in range(5)))
+  split2 = run_eval.split_for(ds2, "test")
+  assert run_eval.skip_reason(ds2, split2, "sd", 0) is None
+
+
 def test_bm25_scores_the_lexical_match_first():
   ds = _dataset(groups=(("a", 5),))
   split = run_eval.split_for(ds, "test")

@@ -251,13 +251,13 @@ def mta_config(arg="sd,smoke"):
 
 def write_checkpoint(workdir: pathlib.Path, encoder, seed=0) -> dict:
   """A real best checkpoint (the trainer's layout and record) with a perturbed head."""
-  from mta_jax import train  # pylint: disable=import-outside-toplevel
+  from mta_jax import run_config  # pylint: disable=import-outside-toplevel
   config = mta_config()
-  scfg, mcfg = train.model_configs(config)
+  scfg, mcfg = run_config.model_configs(config)
   record = {"config": json.loads(config.to_json()), "train": {"best_val": 0.5}}
   scorer = Scorer(scfg, encoder.model)
   state = bilevel.init_train_state(scorer, mcfg, bilevel.make_optimizer(
-      train.optim_config(config)), jax.random.key(seed))
+      run_config.optim_config(config)), jax.random.key(seed))
   perturbed = _meta(scorer, mcfg, seed)["params"]["head/w"]
   state["meta"]["params"]["head/w"] = jax.numpy.asarray(perturbed)
   ck = checkpointing.Checkpoints(workdir, keep=1, async_save=False)

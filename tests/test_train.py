@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from mta_jax import checkpointing, metrics_log, train
+from mta_jax import checkpointing, metrics_log, run_config, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FEATURE_CACHE = ROOT / ".jax_cache" / "test_features"
@@ -163,10 +163,10 @@ def test_config_values_out_of_range_are_named(data_dir, tmp_path, key, value, ma
 
 def test_model_configs_round_trip_through_json():
   c = mta.get_config("sd,top")
-  scorer_cfg, meta_cfg = train.model_configs(json.loads(c.to_json()))
+  scorer_cfg, meta_cfg = run_config.model_configs(json.loads(c.to_json()))
   assert scorer_cfg.n_top == 1 and scorer_cfg.adapt == "top+head"
   assert meta_cfg.algorithm == "maml" and meta_cfg.learn_inner_lr == "per_tensor"
-  _, sft_meta = train.model_configs(json.loads(mta.get_config("sd,sft").to_json()))
+  _, sft_meta = run_config.model_configs(json.loads(mta.get_config("sd,sft").to_json()))
   assert sft_meta.inner_steps == 0
 
 

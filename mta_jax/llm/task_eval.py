@@ -227,15 +227,10 @@ def evaluate(selector: TaskSelector, ds: ToolDataset, split: run_eval.Split,
     jobs = tqdm(jobs, desc=f"llm {ds.name}", unit="episode-set")
   per: dict = {}
   generate = selector.generate
-  # As run_eval.evaluate: skip K-shot settings that would leave a tool no query to score
-  # (tools left without queries by ``subset_split`` do not count).
-  min_q = min((len(v) for t in split.scored_tools if len(v := split.queries_by_tool[int(t)])),
-              default=0)
   for mode, shot, seed in jobs:
-    if run_eval.SHOTS[shot] >= max(min_q, 1):
-      out.setdefault(mode, {})[shot] = {"skipped": f"K={run_eval.SHOTS[shot]} needs more than "
-                                                   f"the {min_q} queries of the tool with the "
-                                                   "fewest"}
+    # As run_eval.evaluate (tools left without queries by ``subset_split`` do not count).
+    if why := run_eval.skip_reason(ds, split, mode, run_eval.SHOTS[shot]):
+      out.setdefault(mode, {})[shot] = {"skipped": why}
       continue
     spec = run_eval.EvalSpec(modes=(mode,), shots=(shot,), seeds=(seed,), n_way=n_way,
                              n_views=0, batch=1, full_pool=False)
