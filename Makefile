@@ -52,7 +52,7 @@ reproduce: venv
 	@echo "   3. train + evaluate $(REPRO_ROWS) x seeds $(REPRO_SEEDS)            25 x ~2 min"
 	@echo "   4. MTA meta-trained on MetaTool's seen tools x seeds $(REPRO_SEEDS) (the labelled variant)  5 x ~4 min"
 	@echo "   5. LLM Base row: SmolLM2-135M-Instruct prompt on subsets sized for the CPU (llm_base.flags)  ~1 h"
-	@echo "   6. report -> RESULTS.md and results/*.png"
+	@echo "   6. report -> RESULTS.md and results/*.png; raw results -> results/runs/"
 	@echo "   ETA: about 2-2.5 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
 	for d in $$(echo $(REPRO_DATASETS) | tr , ' '); do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || echo "   (could not build $$d: its column will say so)"; done
 	for b in random bm25 base; do test -f $(REPRO_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(REPRO_DIR)/$$b --data_dir=$(TFDS_DIR) --datasets=$(REPRO_DATASETS) || exit 1; done
@@ -70,6 +70,15 @@ reproduce: venv
 	done
 	grep -qs '"complete": true' $(REPRO_DIR)/llm_base/eval.json || $(BIN)/python experiments/llm_select.py --flagfile=experiments/flags/llm_base.flags --workdir=$(REPRO_DIR)/llm_base --config.eval.external_data_dir=$(TFDS_DIR) || exit 1
 	$(BIN)/python experiments/report.py --workdirs='$(REPRO_DIR)/*' --out=RESULTS.md --title="Results (make reproduce)" --note="$(REPRO_NOTE)"
+	$(MAKE) --no-print-directory keep-runs
+
+# Copies each reproduce run's results (eval.json, metrics.jsonl, command.txt: kilobytes) into
+# results/runs/ so they are committed with RESULTS.md; re-render the table from them with
+#   .venv/bin/python experiments/report.py --workdirs='results/runs/*' --out=RESULTS.md ...
+.PHONY: keep-runs
+keep-runs:
+	for wd in $(REPRO_DIR)/*/; do test -f $$wd/eval.json || continue; d=results/runs/$$(basename $$wd); \
+	  mkdir -p $$d && cp $$wd/eval.json $$d/ && for f in metrics.jsonl command.txt; do test ! -f $$wd/$$f || cp $$wd/$$f $$d/; done; done
 
 test: venv
 	$(BIN)/python -m pytest -q tests datasets_tfds
