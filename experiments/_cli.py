@@ -38,6 +38,7 @@ USER_ERRORS = (
     "mta_jax.data.DatasetNotFoundError",
     "mta_jax.data.DatasetFormatError",
     "mta_jax.models.weights.WeightsNotFoundError",
+    "mta_jax.llm.weights.WeightsNotFoundError",
     "datasets_tfds.external_common.RawFileError",
 )
 
@@ -173,13 +174,39 @@ def _config_problem(argv: Sequence[str], config_names: Sequence[str]) -> str | N
   return None
 
 
+def last_override_wins(args: Sequence[str], config_names: Sequence[str]) -> list[str]:
+  """Drops every ``--<config>.<key>`` override that a later one of the same key replaces.
+
+  ml_collections parses an override of a tuple field as a multi-flag, so a flagfile's
+  ``--config.eval.seeds=(0,1,2)`` followed by ``--config.eval.seeds=(0,1,2,3,4)`` on the command
+  line would give ``(0,1,2,0,1,2,3,4)``. Scalar overrides already end with the last value; this
+  makes tuples do the same. ``args`` are flagfile-expanded; both ``--key=value`` and
+  ``--key value`` forms (and ``--no<config>.<key>``) count as one occurrence of the key.
+  """
+  pattern = re.compile(rf"^--?(?:no)?({'|'.join(map(re.escape, config_names))})\.([^=]+)(=.*)?$")
+  spans, i = [], 0  # (key or None, tokens)
+  while i < len(args):
+    m = pattern.match(args[i]) if config_names else None
+    if m and m.group(3) is None and i + 1 < len(args) and not args[i + 1].startswith("-"):
+      spans.append((f"{m.group(1)}.{m.group(2)}", args[i:i + 2]))  # --config.key value
+      i += 2
+      continue
+    spans.append((f"{m.group(1)}.{m.group(2)}" if m else None, args[i:i + 1]))
+    i += 1
+  last = {key: n for n, (key, _) in enumerate(spans) if key is not None}
+  return [t for n, (key, tokens) in enumerate(spans) if key is None or last[key] == n
+          for t in tokens]
+
+
 def flags_parser(prog: str, config_names: Sequence[str] = ()) -> Callable[[list], list]:
-  """An ``app.run`` flags parser that reports every parsing problem in one line."""
+  """An ``app.run`` flags parser that reports every parsing problem in one line; a config
+  override given twice (flagfile, then command line) takes its last value, tuples included."""
 
   def parse(argv: list) -> list:
     check_flagfiles(prog, argv)
+    expanded = flags.FLAGS.read_flags_from_files(list(argv[1:]), force_gnu=False)
     try:
-      rest = flags.FLAGS(argv)
+      rest = flags.FLAGS(list(argv[:1]) + last_override_wins(expanded, config_names))
       for name in config_names:
         # A config file that fails to load is only reported when the config is first used.
         getattr(flags.FLAGS[name].value, "keys", None)

@@ -6,7 +6,9 @@ evaluator's tasks (the encoder rows' episodes) and writes ``<workdir>/eval.json`
     python experiments/llm_select.py --config=experiments/configs/llm.py:base \
         --config.eval.max_queries=500 --workdir=workdirs/llm_base
 
-Exit codes: 0 done, 1 an error with a one-line message (bad config, missing data or weights).
+Exit codes: 0 done, 1 an error with a one-line message (bad flag or config, missing data or
+weights). A config override given twice (in the flagfile, then on the command line) takes its
+last value, tuples included (``_cli.last_override_wins``).
 """
 
 import os
@@ -16,6 +18,10 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+import _cli  # experiments/_cli.py: bad input -> one line on stderr, exit status 1
+
+# DEFINE_config_file expands --flagfile as it is defined: check the files exist first.
+_cli.check_flagfiles("llm_select", sys.argv)
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A get_config(arg) file:arg.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where eval.json is written.")
@@ -30,13 +36,10 @@ def main(argv) -> None:
       pathlib.Path(__file__).resolve().parents[1] / ".jax_cache")
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  from mta_jax import data  # pylint: disable=import-outside-toplevel
-  from mta_jax.llm import run, weights  # pylint: disable=import-outside-toplevel
+  from mta_jax.llm import run  # pylint: disable=import-outside-toplevel
   command = "python " + " ".join([pathlib.Path(sys.argv[0]).as_posix()] + sys.argv[1:])
-  try:
-    summary = run.run(_CONFIG.value, _WORKDIR.value, command)
-  except (data.DatasetNotFoundError, weights.WeightsNotFoundError, ValueError) as e:
-    sys.exit(f"llm_select: {type(e).__name__}: {e}")
+  # Missing data or weights raise types in _cli.USER_ERRORS: one line on stderr, exit status 1.
+  summary = run.run(_CONFIG.value, _WORKDIR.value, command)
   for name, res in summary["results"].items():
     if "skipped" in res:
       print(f"{name}: skipped ({res['skipped']})")
@@ -55,4 +58,4 @@ def main(argv) -> None:
   print(f"wrote {pathlib.Path(_WORKDIR.value) / 'eval.json'}")
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main, "llm_select", config_flags=("config",))

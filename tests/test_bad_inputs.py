@@ -107,6 +107,41 @@ def test_missing_required_flag_is_named():
   assert "Flag --workdir must have a value other than None" in line
 
 
+def test_a_config_override_given_twice_takes_its_last_value_tuples_included():
+  # ml_collections parses tuple overrides as a multi-flag: without last_override_wins the two
+  # seeds overrides below would concatenate to (0, 1, 2, 4).
+  args = ["--config=c.py:base", "--config.eval.seeds=(0,1,2)", "--workdir=w",
+          "--config.eval.batch_size", "8", "--noconfig.progress",
+          "--config.eval.seeds=(4,)", "--config.progress=true", "--config.eval.batch_size=2"]
+  assert _cli.last_override_wins(args, ("config",)) == [
+      "--config=c.py:base", "--workdir=w", "--config.eval.seeds=(4,)", "--config.progress=true",
+      "--config.eval.batch_size=2"]
+  assert _cli.last_override_wins(args, ()) == args
+
+
+def test_llm_select_command_line_tuple_replaces_the_flagfiles():
+  # llm_base.flags sets seeds (0,1,2) and generate_seeds (0,): with seeds replaced by (3,),
+  # generate_seeds is no longer a subset, and the error shows seeds really became (3,).
+  line = _one_line_error(_cli_run("llm_select.py", "--flagfile=experiments/flags/llm_base.flags",
+                                  "--config.eval.seeds=(3,)", "--workdir=/nonexistent/x"),
+                         "llm_select")
+  assert "config.eval.generate_seeds: 0 is not one of 3" in line
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.eval.datasets=('apibenhc',)",
+     "config.eval.datasets: 'apibenhc' is not one of mta_tools, metatool, api_bank, toolalpaca, "
+     "apibench (did you mean 'apibench'?)"),
+    ("--config.eval.modes=('sd','xd')", "config.eval.modes: 'xd' is not one of sd, cd"),
+    ("--config.eval.max_queries_by_dataset.apibench=-2",
+     "config.eval.max_queries_by_dataset.apibench must be >= -1, got -2"),
+])
+def test_llm_select_bad_config_value_is_one_line(override, message):
+  line = _one_line_error(_cli_run("llm_select.py", "--flagfile=experiments/flags/llm_base.flags",
+                                  override, "--workdir=/nonexistent/x"), "llm_select")
+  assert line == f"llm_select: error: {message}"
+
+
 # ---------------------------------------------------------------------------- config values
 
 def _config(arg="sd", **overrides):

@@ -77,6 +77,34 @@ def test_evaluate_reports_the_evaluator_layout_and_every_read_out(llm_small, mta
 
 
 
+def test_progress_bar_ticks_once_per_scored_question(llm_small, mta_ds, monkeypatch):
+  bars = []
+
+  class Bar:  # records what evaluate tells tqdm
+    def __init__(self, total, **kwargs):
+      self.total, self.n, self.closed = total, 0, False
+      bars.append(self)
+
+    def update(self, n):
+      self.n += n
+
+    def set_postfix_str(self, text):
+      pass
+
+    def close(self):
+      self.closed = True
+
+  monkeypatch.setattr("tqdm.auto.tqdm", Bar)
+  split, _ = task_eval.subset_split(mta_ds, run_eval.split_for(mta_ds, "test"), max_tools=3,
+                                    max_per_tool=3)
+  sel = task_eval.TaskSelector(llm_small, mta_ds, select.PromptConfig(max_description_chars=30),
+                               batch_size=2, max_new=2, generate=False)
+  res = task_eval.evaluate(sel, mta_ds, split, ("cd",), ("0shot", "k1"), (0,), 2, progress=True)
+  scored = [res["cd"][s]["n_queries"] for s in ("0shot", "k1")]
+  assert scored == [9, 6]  # 3 tools x 3 questions; with K=1 one of each is support
+  assert len(bars) == 1 and bars[0].total == bars[0].n == sum(scored) and bars[0].closed
+
+
 class _FakeSelector:
   """Scores by a rule instead of a model: 'first' always prefers position 1, 'oracle' the gold
   tool (each query's own tool), 'prior' the oracle plus a position prior that calibration removes."""

@@ -177,11 +177,40 @@ def test_rerun_keeps_finished_datasets_and_restarts_under_another_config(tmp_pat
     moved.eval.external_data_dir = str(tmp_path / "elsewhere")  # a location, not a setting
   again = run.run(moved, tmp_path, "smoke")
   assert again["results"] == first["results"] and again["resumed"] == ["mta_tools"]
-  other = _config("base,smoke")
-  with other.unlocked():
-    other.eval.seeds = (1,)
-  with pytest.raises(AssertionError, match="scored again"):
-    run.run(other, tmp_path, "smoke")
+  # Another dataset's own cap, or a dataset added to the list, leaves this one's results valid.
+  widened = _config("base,smoke")
+  widened.eval.max_queries_by_dataset.apibench = 5
+  widened.eval.datasets = ("mta_tools", "apibench")
+  widened.eval.external_data_dir = str(tmp_path / "elsewhere")  # apibench: not built, skipped
+  again = run.run(widened, tmp_path, "smoke")
+  assert again["results"]["mta_tools"] == first["results"]["mta_tools"]
+  assert "skipped" in again["results"]["apibench"]
+  # An eval.json written before max_queries_by_dataset existed still resumes.
+  saved = json.loads((tmp_path / "eval.json").read_text())
+  del saved["config"]["eval"]["max_queries_by_dataset"]
+  (tmp_path / "eval.json").write_text(json.dumps(saved))
+  assert run.run(_config("base,smoke"), tmp_path, "smoke")["resumed"] == ["mta_tools"]
+  for setting in ("eval.seeds", "eval.max_queries_by_dataset.mta_tools"):
+    other = _config("base,smoke")
+    *parents, last = setting.split(".")
+    node = other
+    for p in parents:
+      node = node[p]
+    node[last] = (1,) if last == "seeds" else 3
+    with pytest.raises(AssertionError, match="scored again"):
+      run.run(other, tmp_path, "smoke")
+
+
+def test_query_cap_per_dataset_overrides_the_shared_caps():
+  ecfg = _config("base").eval
+  ecfg.max_queries, ecfg.external_max_queries = 600, 150
+  ecfg.max_queries_by_dataset.apibench = 60
+  ecfg.max_queries_by_dataset.mta_tools = 0
+  assert run.query_cap(ecfg, "apibench", "mta_tools") == 60
+  assert run.query_cap(ecfg, "toolalpaca", "mta_tools") == 150
+  assert run.query_cap(ecfg, "mta_tools", "mta_tools") == 0  # 0: every query
+  ecfg.max_queries_by_dataset.mta_tools = -1
+  assert run.query_cap(ecfg, "mta_tools", "mta_tools") == 600
 
 
 @pytest.mark.parametrize("path", sorted(p.name for p in (ROOT / "experiments" / "flags").glob(

@@ -42,7 +42,8 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   # 4 distractors from the gold's group (SD) or from all tools (CD)), 5 episode seeds, on the
   # unseen test tools of each dataset in ``datasets`` (MTA-Tools from ``data_dir``, the others
   # from ``external_data_dir``). ``max_queries`` (MTA-Tools) and ``external_max_queries`` keep
-  # every k-th scored query in dataset order (the smallest k keeping at most that many; 0 = all);
+  # every k-th scored query in dataset order (the smallest k keeping at most that many; 0 = all;
+  # ``max_queries_by_dataset.<name>`` overrides both for one dataset);
   # ``max_tools`` keeps the first scored tools and ``max_per_tool`` the first queries of each
   # (0 = all). ``generate_seeds`` limits
   # greedy decoding (the paper's parsed read-out) to those seeds (empty = all). ``shots``:
@@ -52,6 +53,9 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
       shots=("0shot", "k1") if method == "mta" else ("0shot",), seeds=(0, 1, 2, 3, 4), n_way=5,
       max_queries=0, external_max_queries=0, max_tools=0, max_per_tool=0, batch_size=16,
       max_new=24, generate=True, generate_seeds=()))
+  # A dataset's own query cap, replacing max_queries / external_max_queries for it (-1: none).
+  c.eval.max_queries_by_dataset = ml_collections.ConfigDict(
+      {name: -1 for name in ("mta_tools", "toolalpaca", "api_bank", "apibench", "metatool")})
   # The modes the table reports for each external benchmark (others: ``modes``).
   c.eval.modes_by_dataset = ml_collections.ConfigDict(dict(
       api_bank=("cd",), apibench=("sd",), metatool=("cd",)))

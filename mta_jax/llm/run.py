@@ -10,6 +10,7 @@ episode seeds; ``mta_jax.llm.task_eval``) on every configured dataset and writes
 from __future__ import annotations
 
 import datetime
+import difflib
 import json
 import pathlib
 import platform
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from mta_jax import data, run_eval
+from mta_jax import data, run_config, run_eval
 from mta_jax.llm import lora, select, task_eval
 from mta_jax.llm.lm import LanguageModel
 
@@ -55,10 +56,38 @@ def _comparable(config: dict) -> dict:
   return out
 
 
+# Settings that differ per dataset: a dataset's results depend only on its own entry.
+_PER_DATASET_KEYS = ("datasets", "max_queries", "external_max_queries", "max_queries_by_dataset",
+                     "modes_by_dataset")
+
+
+def query_cap(ecfg, name: str, main_dataset: str) -> int:
+  """How many of ``name``'s scored queries are kept (0: all): its ``max_queries_by_dataset``
+  entry when >= 0, else ``max_queries`` for the training dataset, ``external_max_queries`` for
+  the others. ``ecfg`` is ``config.eval`` (a ConfigDict or its JSON dict)."""
+  own = ecfg.get("max_queries_by_dataset", {}).get(name, -1)
+  if own >= 0:
+    return own
+  return ecfg["max_queries"] if name == main_dataset else ecfg["external_max_queries"]
+
+
+def dataset_settings(config: dict, name: str) -> dict:
+  """What in a (JSON) config decides the results on dataset ``name``: everything but locations,
+  with the per-dataset keys reduced to ``name``'s own cap and modes."""
+  out = _comparable(config)
+  ecfg = out.setdefault("eval", {})
+  cap = query_cap(ecfg, name, out.get("dataset"))
+  modes = list(ecfg.get("modes_by_dataset", {}).get(name, ecfg.get("modes", [])))
+  for key in _PER_DATASET_KEYS:
+    ecfg.pop(key, None)
+  ecfg.update(max_queries=cap, modes=modes)
+  return out
+
+
 def finished_datasets(workdir: pathlib.Path, config) -> dict:
-  """Per-dataset results an earlier run with the same config already wrote to
-  ``workdir/eval.json`` (it is written after every dataset), so that a rerun scores only the
-  rest; {} when there is none or its config differs (then it is overwritten)."""
+  """Per-dataset results an earlier run already wrote to ``workdir/eval.json`` (it is written
+  after every dataset) under the same settings for that dataset (``dataset_settings``), so that
+  a rerun scores only the rest; {} when there is none."""
   path = workdir / "eval.json"
   if not path.exists():
     return {}
@@ -67,15 +96,56 @@ def finished_datasets(workdir: pathlib.Path, config) -> dict:
   except json.JSONDecodeError:
     logging.warning("%s is not valid JSON: evaluating every dataset again", path)
     return {}
-  if _comparable(old.get("config", {})) != _comparable(json.loads(config.to_json_best_effort())):
-    logging.warning("%s was written under another config: evaluating every dataset again", path)
-    return {}
-  return {k: v for k, v in old.get("results", {}).items() if "skipped" not in v}
+  new_config = json.loads(config.to_json_best_effort())
+  kept, redo = {}, []
+  for name, res in old.get("results", {}).items():
+    if "skipped" in res:
+      continue
+    if dataset_settings(old.get("config", {}), name) == dataset_settings(new_config, name):
+      kept[name] = res
+    else:
+      redo.append(name)
+  if redo:
+    logging.warning("%s: %s were scored under other settings: evaluating them again", path,
+                    sorted(redo))
+  return kept
+
+
+def validate(config) -> None:
+  """Config checks that need no data and no model; ``run_config.ConfigError`` names the key."""
+  ecfg = config.eval
+
+  def check(key: str, values, options) -> None:
+    for v in values:
+      if v not in options:
+        hint = difflib.get_close_matches(str(v), [str(o) for o in options], n=1)
+        raise run_config.ConfigError(
+            f"config.{key}: {v!r} is not one of {', '.join(map(str, options))}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+
+  check("method", [config.method], tuple(ROW_NAMES))
+  check("eval.datasets", ecfg.datasets, data.KNOWN)
+  check("eval.modes", ecfg.modes, ("sd", "cd"))
+  for name, modes in ecfg.modes_by_dataset.items():
+    check(f"eval.modes_by_dataset.{name}", modes, ("sd", "cd"))
+  check("eval.shots", ecfg.shots, tuple(run_eval.SHOTS))
+  check("eval.generate_seeds", ecfg.generate_seeds, tuple(ecfg.seeds))
+  bounds = {"eval.max_queries": (ecfg.max_queries, 0), "eval.n_way": (ecfg.n_way, 2),
+            "eval.external_max_queries": (ecfg.external_max_queries, 0),
+            "eval.batch_size": (ecfg.batch_size, 1)}
+  bounds.update({f"eval.max_queries_by_dataset.{k}": (v, -1)
+                 for k, v in ecfg.max_queries_by_dataset.items()})
+  for key, (value, low) in bounds.items():
+    if value < low:
+      raise run_config.ConfigError(f"config.{key} must be >= {low}, got {value}")
+  if not ecfg.seeds:
+    raise run_config.ConfigError("config.eval.seeds is empty: give at least one episode seed")
 
 
 def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
   """Builds, (trains) and evaluates the configured LLM row; writes ``workdir/eval.json`` in the
   layout of ``experiments/evaluate.py`` (so ``experiments/report.py`` puts it in the table)."""
+  validate(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
@@ -96,8 +166,6 @@ def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
     params = lora.apply(model.params, meta_params["params"], lcfg)
     params_for_task = meta.task_adapter(model, config, pcfg, lcfg, meta_params,
                                         lambda: selector.ds)
-  elif config.method != "base":
-    raise ValueError(f"config.method must be base, sft or mta, got {config.method!r}")
 
   ecfg = config.eval
   selector = task_eval.TaskSelector(model, ds, pcfg, batch_size=ecfg.batch_size,
@@ -146,7 +214,7 @@ def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
       results[name] = {"skipped": str(e)}
       continue
     selector.ds = eds
-    cap = ecfg.max_queries if name == config.dataset else ecfg.external_max_queries
+    cap = query_cap(ecfg, name, config.dataset)
     split, evaluated_on[name] = task_eval.subset_split(
         eds, run_eval.split_for(eds, ecfg.split), cap, ecfg.max_tools, ecfg.max_per_tool)
     t0 = time.perf_counter()

@@ -207,6 +207,20 @@ def subset_split(ds: ToolDataset, split: run_eval.Split, max_queries: int = 0,
   return run_eval.Split(scored.astype(np.int32), split.pool_tools, by_tool), what
 
 
+def scored_queries(split: run_eval.Split, k_shot: int) -> int:
+  """How many questions one seed of ``run_eval.protocol`` scores: every query of each scored tool
+  but its ``k_shot`` labelled ones."""
+  return sum(max(len(split.queries_by_tool[int(t)]) - k_shot, 0) for t in split.scored_tools)
+
+
+def _ticking(fn: run_eval.ScoreFn, bar) -> run_eval.ScoreFn:
+  def score(b: dict) -> np.ndarray:
+    out = fn(b)
+    bar.update(int((b["query_rows"] >= 0).sum()))
+    return out
+  return score
+
+
 def evaluate(selector: TaskSelector, ds: ToolDataset, split: run_eval.Split,
              modes: Sequence[str], shots: Sequence[str], seeds: Sequence[int], n_way: int,
              params_for_task: TaskParams | None = None, progress: bool = False,
@@ -222,25 +236,34 @@ def evaluate(selector: TaskSelector, ds: ToolDataset, split: run_eval.Split,
   view_rows = [np.zeros((0,), np.int32)] * len(ds.tools)
   out: dict = {}
   jobs = [(m, s, seed) for m in modes for s in shots for seed in seeds]
-  if progress:
+  # As run_eval.evaluate (tools left without queries by ``subset_split`` do not count).
+  skipped = {(m, s): why for m, s, _ in jobs
+             if (why := run_eval.skip_reason(ds, split, m, run_eval.SHOTS[s]))}
+  bar = None
+  if progress:  # one tick per scored question: a slow benchmark shows its rate and ETA
     from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-    jobs = tqdm(jobs, desc=f"llm {ds.name}", unit="episode-set")
+    bar = tqdm(total=sum(scored_queries(split, run_eval.SHOTS[s]) for m, s, _ in jobs
+                         if (m, s) not in skipped), desc=f"llm {ds.name}", unit="question")
   per: dict = {}
   generate = selector.generate
   for mode, shot, seed in jobs:
-    # As run_eval.evaluate (tools left without queries by ``subset_split`` do not count).
-    if why := run_eval.skip_reason(ds, split, mode, run_eval.SHOTS[shot]):
-      out.setdefault(mode, {})[shot] = {"skipped": why}
+    if (mode, shot) in skipped:
+      out.setdefault(mode, {})[shot] = {"skipped": skipped[mode, shot]}
       continue
     spec = run_eval.EvalSpec(modes=(mode,), shots=(shot,), seeds=(seed,), n_way=n_way,
                              n_views=0, batch=1, full_pool=False)
     log: list = []
     selector.generate = generate and (not generate_seeds or seed in generate_seeds)
     fn = selector.score_fn(params_for_task if run_eval.SHOTS[shot] else None, log)
+    if bar is not None:
+      bar.set_postfix_str(f"{mode} {shot} seed {seed}")
+      fn = _ticking(fn, bar)
     res = run_eval.protocol(fn, ds, split, mode, run_eval.SHOTS[shot], spec, main_doc,
                             view_rows)
     per.setdefault((mode, shot), []).append((seed, res, log))
   selector.generate = generate
+  if bar is not None:
+    bar.close()
   for (mode, shot), runs in per.items():
     accs = [r["mean"] for _, r, _ in runs]
     groups = sorted(runs[0][1]["per_group"])
