@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mta_jax import run_eval
+from mta_jax.llm import lm as lm_mod
 from mta_jax.llm import select, task_eval
 
 
@@ -31,6 +32,34 @@ def test_shared_prefix_scores_equal_one_full_prompt_per_query(llm_small, mta_ds)
   assert shared.tokens["prefix"] * len(rows) + shared.tokens["suffix"] == \
       shared.tokens["full_prompts"]
   assert shared._batch_fn._cache_size() == len(shared.shapes_seen)
+
+
+def test_small_tasks_run_fewer_rows_with_the_same_scores(llm_small, mta_ds, monkeypatch):
+  sel = task_eval.TaskSelector(llm_small, mta_ds, select.PromptConfig(max_description_chars=40),
+                               batch_size=8, max_new=4)
+  assert [sel.batch_rows(n) for n in (1, 2, 3, 5, 8, 9, 30)] == [1, 2, 4, 8, 8, 8, 8]
+  tools = mta_ds.tool_indices("test")[:4]
+  rows = np.flatnonzero([q.tool == tools[1] for q in mta_ds.queries])[:3]
+  small = sel.score_task(tools, rows)
+  assert {shape[3] for shape in sel.shapes_seen} == {4}  # 3 questions: 4 rows, not 8
+  monkeypatch.setattr(sel, "batch_rows", lambda n: 8)  # the old behaviour: always the full batch
+  full = sel.score_task(tools, rows)
+  np.testing.assert_allclose(small["loglik"], full["loglik"], atol=1e-4, rtol=0)
+  assert list(small["gen_text"]) == list(full["gen_text"])
+  # Each task's answers are padded to a bucket of its own longest answer.
+  longest = max(len(llm_small.tokenizer.encode(select.answer_text(mta_ds.tools[t].name)))
+                for t in tools)
+  assert {shape[2] for shape in sel.shapes_seen} == {
+      lm_mod.bucket_for(longest, task_eval.TASK_ANSWER_BUCKETS)}
+  # A reply may need the longest answer's length: max_new=4 is raised to its bucket.
+  assert {shape[4] for shape in sel.shapes_seen} == {
+      lm_mod.bucket_for(longest, select.GENERATION_BUCKETS)} and longest > 4
+
+
+def test_generation_budget_covers_the_longest_answer():
+  assert select.generation_length(24, [[1] * 5, [2] * 24]) == 24
+  assert select.generation_length(24, [[1] * 5, [2] * 25]) == 32
+  assert select.generation_length(24, [[1] * 76]) == 128
 
 
 def test_llm_tasks_are_the_encoder_rows_tasks(mta_ds):

@@ -85,6 +85,18 @@ def episode_tokens(model: LanguageModel, ds: ToolDataset, row: int, cands: Seque
   return prompt, answers
 
 
+# Greedy budgets past ``max_new`` (tool names longer than it): coarse, each is a compiled shape.
+GENERATION_BUCKETS = (8, 16, 32, 64, 128)
+
+
+def generation_length(max_new: int, answers: Sequence[Sequence[int]]) -> int:
+  """Greedy decoding budget for candidates whose answer strings are ``answers``: ``max_new``, or
+  a bucket of the longest answer when ``Use [name] tool`` alone is longer (APIBench names reach
+  76 tokens), so that the reply can name every candidate."""
+  longest = max(map(len, answers))
+  return max_new if longest <= max_new else bucket_for(longest, GENERATION_BUCKETS)
+
+
 class Selector:
   """Scores candidate sets with a (possibly LoRA-adapted) ``LanguageModel``."""
 
@@ -94,7 +106,7 @@ class Selector:
     self.batch_size, self.max_new, self.generate = batch_size, max_new, generate
     self.params = None  # default parameters for ``run`` (None: the model's own)
     self._fn = jax.jit(self._episodes, static_argnames=("max_new",))
-    self.shapes_seen: set[tuple[int, int]] = set()
+    self.shapes_seen: set[tuple[int, int, int]] = set()  # (prompt, answer, generation) widths
 
   def _episodes(self, params, prompt_ids, prompt_len, ans_ids, ans_len, max_new: int):
     """One prefill shared by the candidates' log-likelihoods and (if max_new) greedy decoding."""
@@ -138,9 +150,10 @@ class Selector:
       for b, i in enumerate(idx):
         for j, a in enumerate(toks[i][1]):
           a_ids[b, j, :len(a)], a_len[b, j] = a, len(a)
-      self.shapes_seen.add((lp, c))
+      gen_len = generation_length(self.max_new, [a for i in idx for a in toks[i][1]])
+      self.shapes_seen.add((lp, c, gen_len if self.generate else 0))
       out_ll, out_gen = self._fn(params, p_ids, p_len, a_ids, a_len,
-                                 max_new=self.max_new if self.generate else 0)
+                                 max_new=gen_len if self.generate else 0)
       out_ll = np.asarray(out_ll, np.float64)
       for b, i in enumerate(idx):
         k = len(toks[i][1])

@@ -29,8 +29,10 @@ import numpy as np
 from mta_jax import run_eval
 from mta_jax.data import ToolDataset
 from mta_jax.llm import select
-from mta_jax.llm.lm import (ANSWER_BUCKETS, PREFIX_BUCKETS, SUFFIX_BUCKETS, LanguageModel,
-                            bucket_for, pad_rows)
+from mta_jax.llm.lm import PREFIX_BUCKETS, SUFFIX_BUCKETS, LanguageModel, bucket_for, pad_rows
+
+# Answer widths of the shared-prefix path: coarse, since each one is another compiled shape.
+TASK_ANSWER_BUCKETS = (8, 16, 32, 64, 128)
 
 # params_for_task(tool_ids (N,), support rows (S,), support labels (S,)) -> model parameters.
 TaskParams = Callable[[np.ndarray, np.ndarray, np.ndarray], dict]
@@ -58,9 +60,9 @@ class TaskSelector:
     self.params = None  # default parameters (None: the model's own)
     self._prefix_fn = jax.jit(lambda p, ids, n: model.prefill(p, ids, n, ids.shape[1])[0])
     self._batch_fn = jax.jit(self._batch, static_argnames=("max_new",))
-    self.shapes_seen: set[tuple[int, int, int]] = set()  # (prefix, suffix, answer) buckets
+    # (prefix, suffix, answer width, rows, generation length) of every compiled call
+    self.shapes_seen: set[tuple[int, ...]] = set()
     self.tokens = {"prefix": 0, "suffix": 0, "full_prompts": 0}  # real tokens run / avoided
-    self._answer_width: dict[int, int] = {}
 
   def _batch(self, params, prefix_cache, prefix_len, suf_ids, suf_len, ans_ids, ans_len,
              max_new: int):
@@ -73,15 +75,17 @@ class TaskSelector:
     gen = m.greedy_after(params, cache, first, visible, nxt, max_new) if max_new else None
     return ll, gen
 
-  def answer_width(self) -> int:
-    """One answer width per dataset (the bucket of its longest ``Use [name] tool``), so that
-    the answer width never multiplies the number of compiled shapes."""
-    key = id(self.ds)
-    if key not in self._answer_width:
-      longest = max(len(a) for a in self.model.tokenizer.encode_batch(
-          [select.answer_text(t.name) for t in self.ds.tools]))
-      self._answer_width[key] = bucket_for(longest, ANSWER_BUCKETS)
-    return self._answer_width[key]
+  def answer_width(self, answers: Sequence[Sequence[int]]) -> int:
+    """The padded width of one task's answer strings: a coarse bucket of its longest, so that a
+    benchmark with a few very long tool names (APIBench: up to 76 tokens) pays for them only in
+    the tasks that list one, at the price of a few more compiled shapes."""
+    return bucket_for(max(map(len, answers)), TASK_ANSWER_BUCKETS)
+
+  def batch_rows(self, n: int) -> int:
+    """Rows of one call for ``n`` questions: the smallest power of two >= n, at most
+    ``batch_size``. Tasks of sparse benchmarks hold one or two questions; padding them to the
+    full batch multiplied the work (ToolAlpaca ran 16 rows for about 1 real one)."""
+    return min(self.batch_size, 1 << max(n - 1, 0).bit_length())
 
   def score_task(self, tools: Sequence[int], rows: Sequence[int], params=None) -> dict:
     """Every query row against the candidate ``tools`` (in this order).
@@ -99,13 +103,14 @@ class TaskSelector:
     pre_ids, _ = pad_rows([prompts[0][:n0]], lpre, tok.pad_id)
     prefix = self._prefix_fn(params, pre_ids, np.array([max(n0, 1)], np.int32))
     suffixes = [p[n0:] for p in prompts]
-    c = self.answer_width()
-    b = self.batch_size
+    c = self.answer_width(answers)
+    gen_len = select.generation_length(self.max_new, answers) if self.generate else 0
+    q = len(rows)
+    b = self.batch_rows(q)
     a_ids = np.full((b, len(answers), c), tok.pad_id, np.int32)
     a_len = np.ones((b, len(answers)), np.int32)
     for j, a in enumerate(answers):
       a_ids[:, j, :len(a)], a_len[:, j] = a, len(a)
-    q = len(rows)
     ll = np.zeros((q, len(answers)))
     pick = np.full((q,), -1, np.int64)
     texts = [""] * q
@@ -115,9 +120,9 @@ class TaskSelector:
       idx = order[start:start + b]
       ls = bucket_for(max(len(suffixes[i]) for i in idx), SUFFIX_BUCKETS)
       s_ids, s_len = pad_rows([suffixes[i] for i in idx], ls, tok.pad_id, b)
-      self.shapes_seen.add((lpre, ls, c))
+      self.shapes_seen.add((lpre, ls, c, b, gen_len))
       out_ll, out_gen = self._batch_fn(params, prefix, np.int32(max(n0, 1)), s_ids, s_len,
-                                       a_ids, a_len, max_new=self.max_new if self.generate else 0)
+                                       a_ids, a_len, max_new=gen_len)
       out_ll = np.asarray(out_ll, np.float64)
       for k, i in enumerate(idx):
         ll[i] = out_ll[k]
