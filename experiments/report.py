@@ -201,8 +201,13 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str]) -> str
         train_cmd = f"`{last[-1]}` ({last[0]}; checkpoint of step {r['step']}), then "
       lines.append(f"- **{name}**: {train_cmd}`{r['command']}` ({r['date']}, "
                    f"{r['eval_seconds']} s)")
+      resumed = set(r.get("resumed", []))
       for ds_name, what in r.get("evaluated_on", {}).items():  # LLM rows may score a subset
-        lines.append(f"  - {ds_name}: {what}")
+        res = r.get("results", {}).get(ds_name, {})
+        when = [f"scored {res['scored_at']}"] if "scored_at" in res else []
+        if ds_name in resumed:
+          when.append("kept from an earlier run of this command")
+        lines.append(f"  - {ds_name}: {what}" + (f" ({'; '.join(when)})" if when else ""))
   if plots:
     lines += ["", "## Plots", ""] + [f"![{p}]({plots_rel}/{p})" for p in plots]
   return "\n".join(lines) + "\n"

@@ -11,7 +11,10 @@ For each batch size it times, after a warm-up call that compiles every shape (me
 - then one evaluator task (5 candidates, ``--task_queries`` of their queries): queries per
   second with one full prompt per query (``Selector``) against the shared-prefix path the Base
   row uses (``TaskSelector``: the tool list prefilled once per task), with and without greedy
-  decoding, timed in the same process.
+  decoding, timed in the same process;
+- then ``--sparse_tasks`` tasks of one question each (ToolAlpaca's and APIBench's tasks mostly
+  hold one or two): the shared-prefix path with the question padded to the full batch (as before
+  2026-11-29) against padded to a power-of-two row count (``TaskSelector.batch_rows``).
 
     .venv/bin/python experiments/benchmarks/llm_throughput.py [--batch_sizes 1,4,8] [--repeats 3]
 """
@@ -47,7 +50,9 @@ def main(argv=None):
   ap.add_argument("--max_new", type=int, default=24)
   ap.add_argument("--task_queries", type=int, default=32)
   ap.add_argument("--task_batch", type=int, default=16)
-  ap.add_argument("--skip_kernels", action="store_true", help="only the task comparison")
+  ap.add_argument("--sparse_tasks", type=int, default=8,
+                  help="tasks of one question each for the row-bucket comparison")
+  ap.add_argument("--skip_kernels", action="store_true", help="only the task comparisons")
   a = ap.parse_args(argv)
   ds = run.load_dataset("mta_tools", "")
   model = LanguageModel.pretrained()
@@ -99,7 +104,8 @@ def main(argv=None):
           f"{r['padded_tok_s']:.0f} | {r['scorings_s']:.1f} | {r['decode_tok_s']:.1f} | "
           f"{r['episodes_s']:.2f} |")
   task = _task_comparison(model, ds, a)
-  return results, task
+  sparse = _sparse_task_comparison(model, ds, a)
+  return results, task, sparse
 
 
 def _task_comparison(model, ds, a) -> list[dict]:
@@ -132,6 +138,34 @@ def _task_comparison(model, ds, a) -> list[dict]:
     print(f"| {'yes' if r['generate'] else 'no'} | {r['full_q_s']:.2f} | {r['task_q_s']:.2f} | "
           f"{r['speedup']:.2f}x | {r['prompt_tokens']} -> {r['run_tokens']} | "
           f"{r['max_abs_loglik_diff']:.1e} |")
+  return out
+
+
+def _sparse_task_comparison(model, ds, a) -> list[dict]:
+  """Queries/s on tasks holding one question: full-batch rows vs power-of-two row buckets."""
+  tools = ds.tool_indices("test")
+  tasks = [(tools[i:i + 5], np.flatnonzero([q.tool == tools[i] for q in ds.queries])[:1])
+           for i in range(0, 5 * a.sparse_tasks, 5)]
+  out = []
+  for gen in (False, True):
+    ts = task_eval.TaskSelector(model, ds, batch_size=a.task_batch, max_new=a.max_new,
+                                generate=gen)
+    every = lambda: [ts.score_task(t, r)["loglik"] for t, r in tasks]  # pylint: disable=cell-var-from-loop
+    t_rows = _median_time(every, a.repeats)
+    ll_rows = every()
+    ts.batch_rows = lambda n: a.task_batch  # pylint: disable=cell-var-from-loop
+    t_full = _median_time(every, a.repeats)
+    gap = float(max(np.abs(x - y).max() for x, y in zip(ll_rows, every())))
+    out.append(dict(generate=gen, tasks=len(tasks), full_q_s=len(tasks) / t_full,
+                    rows_q_s=len(tasks) / t_rows, speedup=t_full / t_rows,
+                    max_abs_loglik_diff=gap))
+    print(out[-1], flush=True)
+  print(f"\n{len(tasks)} tasks of 5 MTA-Tools test tools and 1 question each, batch {a.task_batch}")
+  print("| greedy decoding | questions/s, padded to the batch | questions/s, row buckets | "
+        "speed-up | max abs log-lik difference |\n|---|---|---|---|---|")
+  for r in out:
+    print(f"| {'yes' if r['generate'] else 'no'} | {r['full_q_s']:.2f} | {r['rows_q_s']:.2f} | "
+          f"{r['speedup']:.2f}x | {r['max_abs_loglik_diff']:.1e} |")
   return out
 
 

@@ -224,6 +224,8 @@ def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
                                        generate_seeds=tuple(ecfg.generate_seeds))
     results[name]["evaluated_on"] = evaluated_on[name]
     results[name]["seconds"] = time.perf_counter() - t0
+    # When, since a resumed run keeps datasets scored by an earlier process (maybe older code).
+    results[name]["scored_at"] = datetime.datetime.now().isoformat(timespec="seconds")
     # Written after every dataset: a run stopped part-way keeps what it finished.
     (workdir / "eval.json").write_text(json.dumps(summary(False), indent=1))
   if all("skipped" in r for r in results.values()):
