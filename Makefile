@@ -51,9 +51,9 @@ reproduce: venv
 	@echo "   2. baselines Random, BM25, Base (zero-shot): evaluate only          ~3 x 2 min"
 	@echo "   3. train + evaluate $(REPRO_ROWS) x seeds $(REPRO_SEEDS)            25 x ~2 min"
 	@echo "   4. MTA meta-trained on MetaTool's seen tools x seeds $(REPRO_SEEDS) (the labelled variant)  5 x ~4 min"
-	@echo "   5. LLM Base row: SmolLM2-135M-Instruct prompt on subsets sized for the CPU (llm_base.flags)  ~1.5-2 h (MTA-Tools 38 min, ToolAlpaca 20 min, APIBench slowest)"
+	@echo "   5. LLM Base row: SmolLM2-135M-Instruct prompt on subsets sized for the CPU (llm_base.flags)  ~1.5 h (MTA-Tools 37 min, APIBench 32 min, the rest 20-30 min)"
 	@echo "   6. report -> RESULTS.md and results/*.png; raw results -> results/runs/"
-	@echo "   ETA: about 3 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
+	@echo "   ETA: about 2.5-3 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
 	for d in $$(echo $(REPRO_DATASETS) | tr , ' '); do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || echo "   (could not build $$d: its column will say so)"; done
 	for b in random bm25 base; do test -f $(REPRO_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(REPRO_DIR)/$$b --data_dir=$(TFDS_DIR) --datasets=$(REPRO_DATASETS) || exit 1; done
 	start=$$(date +%s); n=0; total=$$(( $(words $(REPRO_ROWS)) * $(words $(REPRO_SEEDS)) )); \
