@@ -83,6 +83,8 @@ def test_subset_split_is_deterministic_and_capped(mta_ds):
   sub, what = task_eval.subset_split(mta_ds, split, max_queries=100)
   kept = np.concatenate([sub.queries_by_tool[int(t)] for t in sub.scored_tools])
   assert 90 <= len(kept) <= 100 and "every 25th" in what
+  assert [task_eval._ordinal(k) for k in (2, 3, 11, 12, 13, 21, 22, 34, 112)] == [
+      "2nd", "3rd", "11th", "12th", "13th", "21st", "22nd", "34th", "112th"]
   np.testing.assert_array_equal(sub.pool_tools, split.pool_tools)
   again, _ = task_eval.subset_split(mta_ds, split, max_queries=100)
   assert all(np.array_equal(again.queries_by_tool[t], sub.queries_by_tool[t])

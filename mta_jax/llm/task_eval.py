@@ -185,6 +185,11 @@ class TaskSelector:
     return score
 
 
+def _ordinal(k: int) -> str:
+  suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+  return f"{k}{suffix}"
+
+
 def subset_split(ds: ToolDataset, split: run_eval.Split, max_queries: int = 0,
                  max_tools: int = 0, max_per_tool: int = 0) -> tuple[run_eval.Split, str]:
   """A deterministic subset of a split's scored queries, and a sentence saying which.
@@ -208,7 +213,7 @@ def subset_split(ds: ToolDataset, split: run_eval.Split, max_queries: int = 0,
   else:
     what += ": " + ", then ".join(
         ([f"the first {max_per_tool} of each tool"] if max_per_tool else [])
-        + ([f"every {stride}th in dataset order"] if stride > 1 else []))
+        + ([f"every {_ordinal(stride)} in dataset order"] if stride > 1 else []))
   return run_eval.Split(scored.astype(np.int32), split.pool_tools, by_tool), what
 
 
