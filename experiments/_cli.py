@@ -69,6 +69,21 @@ def is_user_error(exc: BaseException) -> bool:
   return any(f"{c.__module__}.{c.__qualname__}" in USER_ERRORS for c in type(exc).__mro__)
 
 
+def git_commit() -> str:
+  """The checkout's short commit, with ``+dirty`` when tracked files differ from it; "unknown"
+  outside git. Recorded in every eval.json so each table cell can name the code behind it."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(__file__).resolve().parents[1]
+  try:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+  return head + ("+dirty" if dirty else "")
+
+
 # ---------------------------------------------------------------------------- flagfiles
 
 def _siblings(path: str, pattern: str) -> list[str]:

@@ -147,6 +147,7 @@ def main(argv) -> None:
          "seed": config.get("seed") if bundle else None,
          "command": "python " + " ".join([pathlib.Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
          "date": datetime.datetime.now().isoformat(timespec="seconds"),
+         "commit": _cli.git_commit(),
          "eval_seconds": round(time.time() - t0, 1), "spec": dataclasses.asdict(spec),
          "results": results}
   path = pathlib.Path(_OUT.value or pathlib.Path(_WORKDIR.value) / "eval.json")

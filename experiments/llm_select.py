@@ -39,7 +39,7 @@ def main(argv) -> None:
   from mta_jax.llm import run  # pylint: disable=import-outside-toplevel
   command = "python " + " ".join([pathlib.Path(sys.argv[0]).as_posix()] + sys.argv[1:])
   # Missing data or weights raise types in _cli.USER_ERRORS: one line on stderr, exit status 1.
-  summary = run.run(_CONFIG.value, _WORKDIR.value, command)
+  summary = run.run(_CONFIG.value, _WORKDIR.value, command, commit=_cli.git_commit())
   for name, res in summary["results"].items():
     if "skipped" in res:
       print(f"{name}: skipped ({res['skipped']})")

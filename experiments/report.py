@@ -164,7 +164,8 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str]) -> str
   lines = [f"# {title}", ""]
   if note:
     lines += [note, ""]
-  lines += [f"Commit: `{_commit()}`. Accuracy in %, top-1 over 5 candidates (gold + 4 distractors)"
+  lines += [f"Rendered at commit `{_commit()}` (each run's own commit, where recorded, is in its "
+            "Commands line). Accuracy in %, top-1 over 5 candidates (gold + 4 distractors)"
             " on tools never trained on; mean ± std over training seeds, or over 5 episode seeds "
             "for a single run. Adaptation at test time from the candidates' documentation only "
             "(0-shot, the paper's setting).", ""]
@@ -199,12 +200,14 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str]) -> str
       if cmd.exists():
         last = cmd.read_text().strip().splitlines()[-1].split("\t")
         train_cmd = f"`{last[-1]}` ({last[0]}; checkpoint of step {r['step']}), then "
-      lines.append(f"- **{name}**: {train_cmd}`{r['command']}` ({r['date']}, "
+      at = f", at {r['commit']}" if r.get("commit") else ""
+      lines.append(f"- **{name}**: {train_cmd}`{r['command']}` ({r['date']}{at}, "
                    f"{r['eval_seconds']} s)")
       resumed = set(r.get("resumed", []))
       for ds_name, what in r.get("evaluated_on", {}).items():  # LLM rows may score a subset
         res = r.get("results", {}).get(ds_name, {})
         when = [f"scored {res['scored_at']}"] if "scored_at" in res else []
+        when += [f"at {res['commit']}"] if res.get("commit") else []
         if ds_name in resumed:
           when.append("kept from an earlier run of this command")
         lines.append(f"  - {ds_name}: {what}" + (f" ({'; '.join(when)})" if when else ""))

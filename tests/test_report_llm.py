@@ -8,6 +8,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
+import _cli  # pylint: disable=wrong-import-position
 import report  # pylint: disable=wrong-import-position
 
 
@@ -16,11 +17,19 @@ def test_llm_commands_lines_say_when_each_dataset_was_scored_and_what_was_kept(t
   run["_dir"] = str(tmp_path)  # no command.txt: the LLM row trains nothing
   fresh = copy.deepcopy(run)
   fresh["resumed"] = []
-  fresh["results"]["apibench"]["scored_at"] = "2026-11-29T09:33:00"
+  fresh["results"]["apibench"].update(scored_at="2026-11-29T09:33:00", commit="abc1234")
+  fresh["commit"] = "abc1234+dirty"
   for r, kept_note in ((run, True), (fresh, False)):
     text = report.report({run["row"]: [r]}, "t", "", "results", [])
     lines = {l.split(":")[0].strip(" -"): l for l in text.splitlines() if l.startswith("  - ")}
     assert set(lines) == set(run["evaluated_on"])
     assert ("kept from an earlier run of this command" in lines["mta_tools"]) == kept_note
     assert ("kept from" in lines["apibench"]) == ("apibench" in r["resumed"])
-  assert "(scored 2026-11-29T09:33:00)" in text
+  assert "(scored 2026-11-29T09:33:00; at abc1234)" in text
+  assert f"({run['date']}, at abc1234+dirty, {run['eval_seconds']} s)" in text
+
+
+def test_git_commit_names_this_checkout():
+  import re  # pylint: disable=import-outside-toplevel
+  want = r"[0-9a-f]{7,40}(\+dirty)?" if (ROOT / ".git").exists() else "unknown"
+  assert re.fullmatch(want, _cli.git_commit())

@@ -142,9 +142,10 @@ def validate(config) -> None:
     raise run_config.ConfigError("config.eval.seeds is empty: give at least one episode seed")
 
 
-def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
+def run(config, workdir: str | pathlib.Path, command: str = "", commit: str = "") -> dict:
   """Builds, (trains) and evaluates the configured LLM row; writes ``workdir/eval.json`` in the
-  layout of ``experiments/evaluate.py`` (so ``experiments/report.py`` puts it in the table)."""
+  layout of ``experiments/evaluate.py`` (so ``experiments/report.py`` puts it in the table).
+  ``command`` and ``commit`` (the code's version) are recorded, the commit per dataset too."""
   validate(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,7 @@ def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
         "row": ROW_NAMES[config.method], "kind": "llm", "algorithm": f"llm_{config.method}",
         "complete": complete,
         "workdir": str(workdir.absolute()), "step": None, "which": None, "seed": config.seed,
-        "command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": command, "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "eval_seconds": round(time.perf_counter() - t_start, 1),
         "spec": {"modes": list(ecfg.modes), "modes_by_dataset": ecfg.modes_by_dataset.to_dict(),
                  "shots": list(ecfg.shots), "seeds": list(ecfg.seeds), "n_way": ecfg.n_way,
@@ -226,6 +227,7 @@ def run(config, workdir: str | pathlib.Path, command: str = "") -> dict:
     results[name]["seconds"] = time.perf_counter() - t0
     # When, since a resumed run keeps datasets scored by an earlier process (maybe older code).
     results[name]["scored_at"] = datetime.datetime.now().isoformat(timespec="seconds")
+    results[name]["commit"] = commit
     # Written after every dataset: a run stopped part-way keeps what it finished.
     (workdir / "eval.json").write_text(json.dumps(summary(False), indent=1))
   if all("skipped" in r for r in results.values()):
