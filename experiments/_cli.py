@@ -91,14 +91,15 @@ def _siblings(path: str, pattern: str) -> list[str]:
   return sorted(str(parent / p.name) for p in parent.glob(pattern)) if parent.is_dir() else []
 
 
-def check_flagfiles(prog: str, argv: Sequence[str]) -> None:
-  """Exits with one line if a ``--flagfile`` (or one nested in it) cannot be read.
+def check_flagfiles(prog: str, argv: Sequence[str]) -> list[str]:
+  """Exits with one line if a ``--flagfile`` (or one nested in it) cannot be read; else returns
+  ``argv[1:]`` with every flagfile expanded.
 
   Call it before ``config_flags.DEFINE_config_file``, which expands flagfiles when it is defined
   and would otherwise die with a traceback at import time.
   """
   try:
-    flags.FLAGS.read_flags_from_files(list(argv[1:]), force_gnu=False)
+    return flags.FLAGS.read_flags_from_files(list(argv[1:]), force_gnu=False)
   except flags.CantOpenFlagFileError as e:
     cause = e.__context__
     name = getattr(cause, "filename", None)
@@ -218,8 +219,7 @@ def flags_parser(prog: str, config_names: Sequence[str] = ()) -> Callable[[list]
   override given twice (flagfile, then command line) takes its last value, tuples included."""
 
   def parse(argv: list) -> list:
-    check_flagfiles(prog, argv)
-    expanded = flags.FLAGS.read_flags_from_files(list(argv[1:]), force_gnu=False)
+    expanded = check_flagfiles(prog, argv)
     try:
       rest = flags.FLAGS(list(argv[:1]) + last_override_wins(expanded, config_names))
       for name in config_names:

@@ -10,9 +10,10 @@ import collections
 import glob
 import json
 import pathlib
-import subprocess
 
 from absl import app, flags
+
+import _cli  # experiments/_cli.py: git_commit
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Workdirs (globs allowed) holding eval.json.")
 _OUT = flags.DEFINE_string("out", "RESULTS.md", "Markdown file to write.")
@@ -151,21 +152,13 @@ def _plots(rows, out_dir: pathlib.Path) -> list[str]:
   return made
 
 
-def _commit() -> str:
-  try:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
-
-
 def report(rows, title: str, note: str, plots_rel: str, plots: list[str]) -> str:
   """The markdown text of RESULTS.md."""
   lines = [f"# {title}", ""]
   if note:
     lines += [note, ""]
-  lines += [f"Rendered at commit `{_commit()}` (each run's own commit, where recorded, is in its "
-            "Commands line). Accuracy in %, top-1 over 5 candidates (gold + 4 distractors)"
+  lines += [f"Rendered at commit `{_cli.git_commit()}` (each run's own commit, where recorded, is "
+            "in its Commands line). Accuracy in %, top-1 over 5 candidates (gold + 4 distractors)"
             " on tools never trained on; mean ± std over training seeds, or over 5 episode seeds "
             "for a single run. Adaptation at test time from the candidates' documentation only "
             "(0-shot, the paper's setting).", ""]

@@ -69,7 +69,8 @@ def _at(config, key: str):
   return node
 
 
-def _did_you_mean(value, options) -> str:
+def did_you_mean(value, options) -> str:
+  """`` (did you mean 'x'?)`` for the closest of ``options``, or ``""``."""
   hint = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
   return f" (did you mean {hint[0]!r}?)" if hint else ""
 
@@ -86,7 +87,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = _at(config, key)
     if value not in options:
       raise ConfigError(f"config.{key} must be one of {', '.join(options)}, got {value!r}"
-                        f"{_did_you_mean(value, options)}")
+                        f"{did_you_mean(value, options)}")
   for key, (op, bound) in _BOUNDS.items():
     value = _at(config, key)
     if not (value > bound if op == ">" else value >= bound):
@@ -95,7 +96,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if adapt not in ADAPT_PATTERNS:
     # Any regex over parameter names is allowed, but a near-miss of a named mode is a typo
     # that would otherwise select no parameter and silently disable adaptation.
-    hint = _did_you_mean(adapt, ADAPT_PATTERNS)
+    hint = did_you_mean(adapt, ADAPT_PATTERNS)
     if hint and re.fullmatch(r"[a-z+]+", adapt):
       raise ConfigError(f"config.scorer.adapt must be one of {', '.join(ADAPT_PATTERNS)} or a "
                         f"regex over parameter names, got {adapt!r}{hint}")

@@ -50,10 +50,10 @@ def test_small_tasks_run_fewer_rows_with_the_same_scores(llm_small, mta_ds, monk
   longest = max(len(llm_small.tokenizer.encode(select.answer_text(mta_ds.tools[t].name)))
                 for t in tools)
   assert {shape[2] for shape in sel.shapes_seen} == {
-      lm_mod.bucket_for(longest, task_eval.TASK_ANSWER_BUCKETS)}
+      lm_mod.bucket_for(longest, lm_mod.COARSE_ANSWER_BUCKETS)}
   # A reply may need the longest answer's length: max_new=4 is raised to its bucket.
   assert {shape[4] for shape in sel.shapes_seen} == {
-      lm_mod.bucket_for(longest, select.GENERATION_BUCKETS)} and longest > 4
+      lm_mod.bucket_for(longest, lm_mod.COARSE_ANSWER_BUCKETS)} and longest > 4
 
 
 def test_generation_budget_covers_the_longest_answer():

@@ -33,6 +33,8 @@ ANSWER_BUCKETS = (4, 6, 8, 10, 12, 16, 24, 32, 48, 64, 96, 128)
 # The shared-prefix path (``mta_jax.llm.task_eval``) compiles one function per (prefix, suffix,
 # answer) width. A wider prefix bucket only costs attention over masked slots, so its buckets are
 # coarse; suffixes (questions) are the real work, so theirs are finer.
+# Where each width is its own compiled shape (a task's answers, a greedy budget past max_new).
+COARSE_ANSWER_BUCKETS = (8, 16, 32, 64, 128)
 PREFIX_BUCKETS = (256, 512, 768, 1024, 1536, 2048, 3072, 4096)
 SUFFIX_BUCKETS = (16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 

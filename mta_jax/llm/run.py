@@ -10,7 +10,6 @@ episode seeds; ``mta_jax.llm.task_eval``) on every configured dataset and writes
 from __future__ import annotations
 
 import datetime
-import difflib
 import json
 import pathlib
 import platform
@@ -118,10 +117,9 @@ def validate(config) -> None:
   def check(key: str, values, options) -> None:
     for v in values:
       if v not in options:
-        hint = difflib.get_close_matches(str(v), [str(o) for o in options], n=1)
         raise run_config.ConfigError(
             f"config.{key}: {v!r} is not one of {', '.join(map(str, options))}"
-            + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            + run_config.did_you_mean(v, options))
 
   check("method", [config.method], tuple(ROW_NAMES))
   check("eval.datasets", ecfg.datasets, data.KNOWN)
@@ -182,7 +180,8 @@ def run(config, workdir: str | pathlib.Path, command: str = "", commit: str = ""
         "row": ROW_NAMES[config.method], "kind": "llm", "algorithm": f"llm_{config.method}",
         "complete": complete,
         "workdir": str(workdir.absolute()), "step": None, "which": None, "seed": config.seed,
-        "command": command, "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": command, "commit": commit,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "eval_seconds": round(time.perf_counter() - t_start, 1),
         "spec": {"modes": list(ecfg.modes), "modes_by_dataset": ecfg.modes_by_dataset.to_dict(),
                  "shots": list(ecfg.shots), "seeds": list(ecfg.seeds), "n_way": ecfg.n_way,

@@ -24,7 +24,8 @@ import jax
 import numpy as np
 
 from mta_jax.data import ToolDataset
-from mta_jax.llm.lm import ANSWER_BUCKETS, PROMPT_BUCKETS, LanguageModel, bucket_for, pad_rows
+from mta_jax.llm.lm import (ANSWER_BUCKETS, COARSE_ANSWER_BUCKETS, PROMPT_BUCKETS, LanguageModel,
+                            bucket_for, pad_rows)
 
 _BRACKETED = re.compile(r"\[([^\[\]\n]+)\]")
 
@@ -85,16 +86,12 @@ def episode_tokens(model: LanguageModel, ds: ToolDataset, row: int, cands: Seque
   return prompt, answers
 
 
-# Greedy budgets past ``max_new`` (tool names longer than it): coarse, each is a compiled shape.
-GENERATION_BUCKETS = (8, 16, 32, 64, 128)
-
-
 def generation_length(max_new: int, answers: Sequence[Sequence[int]]) -> int:
   """Greedy decoding budget for candidates whose answer strings are ``answers``: ``max_new``, or
   a bucket of the longest answer when ``Use [name] tool`` alone is longer (APIBench names reach
   76 tokens), so that the reply can name every candidate."""
   longest = max(map(len, answers))
-  return max_new if longest <= max_new else bucket_for(longest, GENERATION_BUCKETS)
+  return max_new if longest <= max_new else bucket_for(longest, COARSE_ANSWER_BUCKETS)
 
 
 class Selector:
@@ -150,10 +147,10 @@ class Selector:
       for b, i in enumerate(idx):
         for j, a in enumerate(toks[i][1]):
           a_ids[b, j, :len(a)], a_len[b, j] = a, len(a)
-      gen_len = generation_length(self.max_new, [a for i in idx for a in toks[i][1]])
-      self.shapes_seen.add((lp, c, gen_len if self.generate else 0))
-      out_ll, out_gen = self._fn(params, p_ids, p_len, a_ids, a_len,
-                                 max_new=gen_len if self.generate else 0)
+      gen_len = (generation_length(self.max_new, [a for i in idx for a in toks[i][1]])
+                 if self.generate else 0)
+      self.shapes_seen.add((lp, c, gen_len))
+      out_ll, out_gen = self._fn(params, p_ids, p_len, a_ids, a_len, max_new=gen_len)
       out_ll = np.asarray(out_ll, np.float64)
       for b, i in enumerate(idx):
         k = len(toks[i][1])

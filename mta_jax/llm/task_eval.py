@@ -29,10 +29,8 @@ import numpy as np
 from mta_jax import run_eval
 from mta_jax.data import ToolDataset
 from mta_jax.llm import select
-from mta_jax.llm.lm import PREFIX_BUCKETS, SUFFIX_BUCKETS, LanguageModel, bucket_for, pad_rows
-
-# Answer widths of the shared-prefix path: coarse, since each one is another compiled shape.
-TASK_ANSWER_BUCKETS = (8, 16, 32, 64, 128)
+from mta_jax.llm.lm import (COARSE_ANSWER_BUCKETS, PREFIX_BUCKETS, SUFFIX_BUCKETS, LanguageModel,
+                            bucket_for, pad_rows)
 
 # params_for_task(tool_ids (N,), support rows (S,), support labels (S,)) -> model parameters.
 TaskParams = Callable[[np.ndarray, np.ndarray, np.ndarray], dict]
@@ -79,7 +77,7 @@ class TaskSelector:
     """The padded width of one task's answer strings: a coarse bucket of its longest, so that a
     benchmark with a few very long tool names (APIBench: up to 76 tokens) pays for them only in
     the tasks that list one, at the price of a few more compiled shapes."""
-    return bucket_for(max(map(len, answers)), TASK_ANSWER_BUCKETS)
+    return bucket_for(max(map(len, answers)), COARSE_ANSWER_BUCKETS)
 
   def batch_rows(self, n: int) -> int:
     """Rows of one call for ``n`` questions: the smallest power of two >= n, at most
