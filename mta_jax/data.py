@@ -125,8 +125,11 @@ def _text(v) -> str:
   return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
-def load(name: str, data_dir: str | pathlib.Path) -> ToolDataset:
-  """Reads ``name``'s ``tools`` and ``qa`` configs from a TFDS ``data_dir`` (array_record)."""
+def load(name: str, data_dir: str | pathlib.Path, version: str | None = None) -> ToolDataset:
+  """Reads ``name``'s ``tools`` and ``qa`` configs from a TFDS ``data_dir`` (array_record).
+
+  ``version`` (e.g. "1.1.0" for MTA-Tools 1.1) pins the dataset version; None keeps TFDS's
+  choice (the builder's default version when its code is imported, else the newest built)."""
   check_name(name)
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   root = pathlib.Path(data_dir)
@@ -134,7 +137,8 @@ def load(name: str, data_dir: str | pathlib.Path) -> ToolDataset:
     raise DatasetNotFoundError(
         f"dataset {name!r} is not built in {root.absolute()}: build it with "
         f"`python -m datasets_tfds.build --data_dir={root} --datasets={name}` (or `make data`)")
-  tools_src = tfds.data_source(f"{name}/tools", data_dir=str(root))
+  at = f":{version}" if version else ""
+  tools_src = tfds.data_source(f"{name}/tools{at}", data_dir=str(root))
   tools = []
   for split in tools_src:
     for ex in tools_src[split]:
@@ -142,7 +146,7 @@ def load(name: str, data_dir: str | pathlib.Path) -> ToolDataset:
                         json.loads(_text(ex["parameters"]) or "{}"), _text(ex["group"]),
                         _text(ex["split"])))
   tools.sort(key=lambda t: t.index)
-  qa_src = tfds.data_source(f"{name}/qa", data_dir=str(root))
+  qa_src = tfds.data_source(f"{name}/qa{at}", data_dir=str(root))
   queries = []
   for split in SPLITS:
     if split not in qa_src:

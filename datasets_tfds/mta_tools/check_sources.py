@@ -1,7 +1,8 @@
 """Checks the hand-written MTA-Tools domain sources before synthesis.
 
 Usage: ``python3 datasets_tfds/mta_tools/check_sources.py sources/office.json [...]``
-(no arguments: every domain file). Standard library only, so that authors can run it
+(no arguments: every domain file of release 1.0.0; ``sources/1.1.0``: every domain file of
+that release). Standard library only, so that authors can run it
 without the project's virtual environment.
 
 Every problem is reported as ``file:line: json.path: message``; the line is found by
@@ -46,6 +47,7 @@ JSON_TYPES = {
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 # `{param}` is an argument slot, `{~pool}` a filler that is not an argument.
 SLOT_RE = re.compile(r"\{(~?)([A-Za-z_][A-Za-z0-9_]*)\}")
+JOINT_PREFIX = "joint_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +108,19 @@ def template_skeleton(text: str) -> str:
   """The template with slots removed, case and spacing folded: phrasings compare on it."""
   text = SLOT_RE.sub("<>", text.lower())
   return re.sub(r"[^a-z<> ]+", " ", re.sub(r"\s+", " ", text)).strip()
+
+
+def joint_field(pools: dict, ref: str) -> list | None:
+  """The entries a slot draws from: a pool, or one field of a joint pool (``joint_x.field``);
+  None when there is no such pool or field."""
+  if "." not in ref:
+    return pools.get(ref)
+  pool, field = ref.split(".", 1)
+  rows = pools.get(pool)
+  if not pool.startswith(JOINT_PREFIX) or not rows or not all(
+      isinstance(r, dict) and field in r for r in rows):
+    return None
+  return [r[field] for r in rows]
 
 
 def _name_words(name: str) -> set[str]:
@@ -190,6 +205,15 @@ def check_domain(path: pathlib.Path, common: dict, expected_domain: str | None =
     if not isinstance(values, list) or len(values) < MIN_POOL:
       report(f"pools.{pname}", f"a pool needs at least {MIN_POOL} values", f'"{pname}"')
       continue
+    if pname.startswith(JOINT_PREFIX):
+      # A joint pool (release 1.1.0+): each row is {field: entry}, read by slots as
+      # "joint_x.field"; the fields of one row are drawn together so their values agree.
+      fields = set(values[0]) if isinstance(values[0], dict) else set()
+      for i, e in enumerate(values):
+        if not isinstance(e, dict) or set(e) != fields or not fields:
+          report(f"pools.{pname}[{i}]", f"a joint pool's rows are objects with the same fields "
+                 f"{sorted(fields)}", f'"{pname}"')
+      continue
     for i, e in enumerate(values):
       if isinstance(e, dict) and ({"text", "value"} - set(e)):
         report(f"pools.{pname}[{i}]", "an object entry needs 'text' and 'value'", f'"{pname}"')
@@ -233,10 +257,11 @@ def check_domain(path: pathlib.Path, common: dict, expected_domain: str | None =
       if param not in props:
         treport(f"{tw}.slots.{param}", "slot names a parameter the schema lacks", f'"{param}"')
         continue
-      if pool not in pools:
+      entries = joint_field(pools, pool)
+      if entries is None:
         treport(f"{tw}.slots.{param}", f"unknown pool {pool!r}", f'"{pool}"')
         continue
-      for i, e in enumerate(pools[pool]):
+      for i, e in enumerate(entries):
         if isinstance(e, dict) and "value" not in e:
           continue
         value = pool_entry(e)[1]
@@ -263,11 +288,24 @@ def check_domain(path: pathlib.Path, common: dict, expected_domain: str | None =
         treport(f"{jw}.text", "empty template")
         continue
       seen_params: set[str] = set()
+      tslots = dict(slots)
+      for param, pool in (tpl.get("slots") or {}).items():
+        # A template may draw a parameter from its own pool (release 1.1.0+): "the heaviest
+        # programs" is sorted by CPU or memory, never by PID.
+        entries = joint_field(pools, pool)
+        if param not in props or entries is None:
+          treport(f"{jw}.slots.{param}", f"unknown parameter or pool {pool!r}", ttext)
+          continue
+        bad = [pool_entry(e)[1] for e in entries if not value_matches_type(
+            pool_entry(e)[1], props[param])]
+        if bad:
+          treport(f"{jw}.slots.{param}", f"pool {pool!r} value {bad[0]!r} is not valid", ttext)
+        tslots[param] = pool
       for filler, slot in SLOT_RE.findall(ttext):
         if filler:
           if slot not in pools:
             treport(f"{jw}.text", f"unknown filler pool {{~{slot}}}", ttext)
-        elif slot not in slots:
+        elif slot not in tslots:
           treport(f"{jw}.text", f"{{{slot}}} is not in the tool's slots", ttext)
         elif slot in seen_params:
           treport(f"{jw}.text", f"{{{slot}}} appears twice", ttext)
@@ -296,17 +334,19 @@ def check_domain(path: pathlib.Path, common: dict, expected_domain: str | None =
   return problems
 
 
-def load_common() -> dict:
-  data = json.loads(COMMON_POOLS.read_text(encoding="utf-8"))
+def load_common(sources_dir: pathlib.Path = SOURCES_DIR) -> dict:
+  data = json.loads((sources_dir / COMMON_POOLS.name).read_text(encoding="utf-8"))
   return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
-def check_all(paths: list[pathlib.Path] | None = None) -> list[Problem]:
-  """Checks the given domain files (default: all seven) and cross-file name uniqueness."""
-  common = load_common()
+def check_all(paths: list[pathlib.Path] | None = None,
+              sources_dir: pathlib.Path = SOURCES_DIR) -> list[Problem]:
+  """Checks the given domain files (default: all seven of ``sources_dir``) and cross-file name
+  uniqueness; ``sources_dir`` is ``sources/`` (release 1.0.0) or ``sources/<version>/``."""
+  common = load_common(sources_dir)
   by_file = {fn: (dom, n) for dom, (fn, n) in DOMAIN_FILES.items()}
   if paths is None:
-    paths = [SOURCES_DIR / fn for fn, _ in DOMAIN_FILES.values()]
+    paths = [sources_dir / fn for fn, _ in DOMAIN_FILES.values()]
   problems: list[Problem] = []
   seen: dict[str, str] = {}
   for path in paths:
@@ -330,7 +370,10 @@ def check_all(paths: list[pathlib.Path] | None = None) -> list[Problem]:
 
 def main(argv: list[str]) -> int:
   paths = [pathlib.Path(a).resolve() for a in argv[1:]] or None
-  problems = check_all(paths)
+  if paths and len(paths) == 1 and paths[0].is_dir():  # a release's folder, e.g. sources/1.1.0
+    problems = check_all(None, paths[0])
+  else:
+    problems = check_all(paths, paths[0].parent if paths else SOURCES_DIR)
   for p in problems:
     print(p)
   if problems:

@@ -1,6 +1,8 @@
-"""MTA-Tools: sources -> JSONL is deterministic and valid; the TFDS build has the right totals;
-the validator rejects each kind of bad input; another process reads it with tfds.data_source."""
+"""MTA-Tools: sources -> JSONL is deterministic and valid (releases 1.0.0 and 1.1.0); the TFDS
+build has the right totals and versions; the validator rejects each kind of bad input; another
+process reads each version with tfds.data_source."""
 
+import collections
 import json
 import pathlib
 import shutil
@@ -15,20 +17,50 @@ from datasets_tfds.mta_tools import check_sources, synthesize, validate
 HERE = pathlib.Path(__file__).resolve().parent
 
 
+V11 = HERE / "data" / "1.1.0"
+
+
 def test_released_jsonl_is_what_the_sources_produce():
-  assert synthesize.main(["--check"]) == 0
+  assert synthesize.main(["--check"]) == 0  # every release: 1.0.0 and 1.1.0
 
 
-def test_released_data_is_valid_with_the_promised_totals():
-  stats = validate.validate()
+def test_release_1_0_0_is_frozen():
+  """1.0.0 is what every result so far was computed on: its files never change."""
+  import hashlib  # pylint: disable=import-outside-toplevel
+  digest = {f: hashlib.sha256((HERE / "data" / f).read_bytes()).hexdigest()[:16]
+            for f in ("tools.jsonl", "qa.jsonl")}
+  assert digest == {"tools.jsonl": "cc1cf41561b33137", "qa.jsonl": "154c8fd8279542e1"}
+  assert synthesize.DEFAULT_VERSION == "1.0.0" and synthesize.data_dir() == HERE / "data"
+
+
+@pytest.mark.parametrize("data_dir", [HERE / "data", V11], ids=["1.0.0", "1.1.0"])
+def test_released_data_is_valid_with_the_promised_totals(data_dir):
+  stats = validate.validate(data_dir)
   assert stats["tools"] == 155 and stats["pairs"] == 9377
   assert stats["min_pairs"] >= 40 and stats["min_phrasings"] >= 15
   assert stats["styles"]["indirect"] / stats["pairs"] >= 0.30
 
 
-def test_split_is_by_tool_with_enough_unseen_tools():
-  tools = [json.loads(l) for l in (HERE / "data" / "tools.jsonl").read_text().splitlines()]
-  qa = [json.loads(l) for l in (HERE / "data" / "qa.jsonl").read_text().splitlines()]
+def test_release_1_1_keeps_tools_split_and_pair_counts_of_1_0():
+  def rows(d, f):
+    return [json.loads(l) for l in (d / f).read_text().splitlines()]
+  t0, t1 = rows(HERE / "data", "tools.jsonl"), rows(V11, "tools.jsonl")
+  assert [(t["name"], t["domain"], t["group"], t["split"]) for t in t0] == [
+      (t["name"], t["domain"], t["group"], t["split"]) for t in t1]
+  count = lambda qa: sorted(collections.Counter(q["tool"] for q in qa).items())
+  assert count(rows(HERE / "data", "qa.jsonl")) == count(rows(V11, "qa.jsonl"))
+  meta = json.loads((V11 / "metadata.json").read_text())
+  assert {q["reference_date"] for q in rows(V11, "qa.jsonl")} == {meta["reference_date"]}
+  test_tools = {t["name"] for t in t1 if t["split"] == "test"}
+  subsets = meta["test_subsets"]
+  assert set(subsets["antonym_or_variant"]) | set(subsets["other"]) == test_tools
+  assert not set(subsets["antonym_or_variant"]) & set(subsets["other"])
+
+
+@pytest.mark.parametrize("data_dir", [HERE / "data", V11], ids=["1.0.0", "1.1.0"])
+def test_split_is_by_tool_with_enough_unseen_tools(data_dir):
+  tools = [json.loads(l) for l in (data_dir / "tools.jsonl").read_text().splitlines()]
+  qa = [json.loads(l) for l in (data_dir / "qa.jsonl").read_text().splitlines()]
   split_of = {t["name"]: t["split"] for t in tools}
   assert all(q["split"] == split_of[q["tool"]] for q in qa)
   for domain in {t["domain"] for t in tools}:
@@ -150,6 +182,80 @@ def test_validator_rejects_bad_input_with_file_line_and_field(bad_dir, case):
   assert any(f"{fname}:{line}:" in p for p in hits), hits
 
 
+def _corrupt_1_1(bad_dir, pred, mutate):
+  """A copy of release 1.1.0 with the first record matching ``pred`` mutated; its line."""
+  d = bad_dir / f"case{len(list(bad_dir.iterdir()))}"
+  d.mkdir()
+  for f in ("tools.jsonl", "qa.jsonl", "metadata.json"):
+    shutil.copy(V11 / f, d / f)
+  lines = (d / "qa.jsonl").read_text().splitlines()
+  n = next(i for i, l in enumerate(lines, 1) if pred(json.loads(l)))
+  lines[n - 1] = json.dumps(mutate(json.loads(lines[n - 1])))
+  (d / "qa.jsonl").write_text("\n".join(lines) + "\n")
+  return d, n
+
+
+def _date_arg(q):
+  return next((k for k, v in q["arguments"].items() if isinstance(v, str) and len(v) == 10
+               and v[4] == "-" and v[7] == "-"), None)
+
+
+def _unstate_year(q):
+  k = _date_arg(q)
+  q["arguments"][k] = str(int(q["arguments"][k][:4]) + 1) + q["arguments"][k][4:]
+  return q
+
+
+_CASES_1_1 = {
+    "required argument missing": (lambda q: q["tool"] == "convert_currency" and "amount" in
+                                  q["arguments"] or q["tool"] == "schedule_parcel_pickup",
+                                  lambda q: _args(q, lambda a: a.pop(
+                                      "from_currency" if "from_currency" in a else "pickup_date")),
+                                  "required argument missing"),
+    "mixed paths": (lambda q: q["tool"] == "copy_path" and q["arguments"].get(
+        "destination_path", "").startswith("~"), lambda q: _args(q, lambda a: a.update(
+            source_path="C:\\Users\\mei\\notes.txt")), "mixes Windows and POSIX paths"),
+    "impossible pace": (lambda q: {"distance_km", "duration_minutes"} <= set(q["arguments"]),
+                        lambda q: _args(q, lambda a: a.update(duration_minutes=1)),
+                        "is not plausible"),
+    "date not derivable": (lambda q: _date_arg(q) is not None, _unstate_year,
+                           "cannot be derived from the query"),
+    "typo row without a typo": (lambda q: q["style"] == "typo",
+                                lambda q: _set(q, query=q["typo_of"]),
+                                "a 'typo' row without a typo"),
+    "doubled article": (lambda q: " the " in q["query"] and q["style"] != "typo",
+                        lambda q: _set(q, query=q["query"].replace(" the ", " the the ", 1)),
+                        "doubled article"),
+    "second reference date": (lambda q: True, lambda q: _set(q, reference_date="2026-01-01"),
+                              "reference_date"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_CASES_1_1))
+def test_validator_rejects_1_1_defects_with_file_line_and_field(bad_dir, case):
+  pred, mutate, message = _CASES_1_1[case]
+  d, line = _corrupt_1_1(bad_dir, pred, mutate)
+  with pytest.raises(validate.ValidationError) as err:
+    validate.validate(d)
+  hits = [p for p in err.value.problems if message in p]
+  assert hits, err.value.problems[:5]
+  assert any(f"qa.jsonl:{line}:" in p for p in hits), hits
+
+
+def test_dates_resolve_against_the_reference_date():
+  from datasets_tfds.mta_tools import dates  # pylint: disable=import-outside-toplevel
+  ref = "2026-03-02"  # a Monday
+  assert dates.resolve("remind me tomorrow", ref) == {"2026-03-03"}
+  assert dates.resolve("this Friday", ref) == {"2026-03-06"}
+  assert dates.resolve("next Monday", ref) == {"2026-03-09"}
+  assert dates.resolve("last Saturday", ref) == {"2026-02-28"}
+  assert dates.resolve("back on January 6", ref) == {"2027-01-06"}
+  assert dates.resolve("mail since January 5", ref, past=True) == {"2026-01-05"}
+  assert dates.resolve("at the end of the month", ref) == {"2026-03-31"}
+  assert dates.resolve("on 2026-12-05", None) == {"2026-12-05"}
+  assert dates.resolve("on January 14", None) == set()  # no reference date, no year: unknown
+
+
 def test_validator_rejects_wrong_totals(bad_dir):
   d = bad_dir / "short"
   d.mkdir()
@@ -188,6 +294,62 @@ def test_tfds_build_totals(built):
   assert sum(s.num_examples for s in qa.info.splits.values()) == 9377
   assert tools.info.splits["train"].num_examples == 155
   assert qa.info.version == "1.0.0"
+
+
+@pytest.fixture(scope="module")
+def built_1_1(tmp_path_factory):
+  from datasets_tfds.mta_tools import mta_tools_dataset_builder as mb  # pylint: disable=import-outside-toplevel
+  data_dir = tmp_path_factory.mktemp("tfds11")
+  for config in ("qa", "tools"):
+    mb.Builder(config=config, data_dir=str(data_dir), file_format="array_record",
+               version="1.1.0").download_and_prepare()
+  return data_dir
+
+
+def test_default_build_is_1_0_0_and_1_1_0_is_built_on_request(built, built_1_1):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from datasets_tfds.mta_tools import mta_tools_dataset_builder as mb  # pylint: disable=import-outside-toplevel
+  assert str(mb.Builder(config="qa", data_dir=str(built)).info.version) == "1.0.0"
+  assert not (built / "mta_tools" / "qa" / "1.1.0").exists()
+  qa = tfds.builder("mta_tools/qa:1.1.0", data_dir=str(built_1_1))
+  assert str(qa.info.version) == "1.1.0" and "1.1.0" in qa.info.release_notes
+  assert sum(s.num_examples for s in qa.info.splits.values()) == 9377
+  meta = json.loads((V11 / "metadata.json").read_text())
+  assert dict(qa.info.metadata)["reference_date"] == meta["reference_date"]
+
+
+def test_other_process_reads_1_1_0_and_1_0_0_without_our_code(built, built_1_1):
+  code = textwrap.dedent(f"""
+      import sys, json
+      import tensorflow_datasets as tfds
+      out = {{}}
+      for d, spec in (({str(built_1_1)!r}, "mta_tools/qa:1.1.0"), ({str(built)!r}, "mta_tools/qa:1.0.0")):
+        qa = tfds.data_source(spec, data_dir=d)
+        tools = tfds.data_source(spec.replace("qa", "tools"), data_dir=d)
+        ex = qa["test"][0]
+        out[spec] = {{"n": sum(len(qa[s]) for s in ("train", "validation", "test")),
+                      "tools": len(tools["train"]), "tags": [t.decode() for t in ex["tags"]]}}
+      assert not any(m.startswith("datasets_tfds") for m in sys.modules), "imported our code"
+      print(json.dumps(out))
+  """)
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd="/", timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  res = json.loads(out.stdout.strip().splitlines()[-1])
+  for spec in ("mta_tools/qa:1.1.0", "mta_tools/qa:1.0.0"):
+    assert res[spec]["n"] == 9377 and res[spec]["tools"] == 155
+  tags = res["mta_tools/qa:1.1.0"]["tags"]
+  assert any(t.startswith("reference_date:") for t in tags)
+  assert any(t.startswith("test_subset:") for t in tags)
+  assert not any(t.startswith("reference_date:") for t in res["mta_tools/qa:1.0.0"]["tags"])
+
+
+def test_jsonl_and_tfds_loads_of_1_1_0_give_the_same_pairs(built_1_1):
+  from mta_jax import data  # pylint: disable=import-outside-toplevel
+  a, b = data.from_jsonl(V11), data.load("mta_tools", str(built_1_1), version="1.1.0")
+  assert a.documents(4)[0] == b.documents(4)[0]
+  assert sorted((q.id, q.text, q.tool, q.split) for q in a.queries) == sorted(
+      (q.id, q.text, q.tool, q.split) for q in b.queries)
 
 
 def test_jsonl_and_tfds_loads_give_the_same_tools_documents_and_pairs(built):

@@ -13,8 +13,17 @@ which live in ``sources/``):
    (style ``typo``), so the gold arguments stay exactly what the query says;
 4. split tools, per domain, into train / validation / test (seen / validation / unseen tools).
 
-Usage: ``python datasets_tfds/mta_tools/synthesize.py [--check]`` (``--check``: fail if the
-committed files differ from what the sources produce).
+Releases (``VERSIONS``): 1.0.0 from ``sources/*.json`` into ``data/{tools,qa}.jsonl`` (frozen:
+the files stay byte-identical); 1.1.0 from ``sources/1.1.0/`` into ``data/1.1.0/`` with the
+1.1 rules on top of the stages above: joint slot pools (values that must agree, such as one OS
+per call or a plausible distance and time, are drawn together), ISO dates resolved against one
+reference date (``dates.REFERENCE_DATE``, stored in every record), typo rows that differ from
+their clean form (kept in ``typo_of``), no doubled articles, seeded paraphrase rules
+(``sources/1.1.0/paraphrase.json``; the realized template is kept in ``template_text``), and
+``metadata.json`` (reference date, test-tool subsets).
+
+Usage: ``python datasets_tfds/mta_tools/synthesize.py [--check] [--version=all|1.0.0|1.1.0]``
+(``--check``: fail if the committed files differ from what the sources produce).
 """
 
 from __future__ import annotations
@@ -30,8 +39,12 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import check_sources as cs  # pylint: disable=wrong-import-position
+import dates  # pylint: disable=wrong-import-position
 
 DATA_DIR = HERE / "data"
+VERSIONS = ("1.0.0", "1.1.0")
+DEFAULT_VERSION = "1.0.0"  # what every consumer reads unless it asks for another version
+LATEST_VERSION = "1.1.0"
 TOTAL_PAIRS = 9377
 MIN_PAIRS = 40
 TYPO_RATE = 0.08
@@ -44,15 +57,33 @@ def _seed(*parts) -> int:
   return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big")
 
 
-def load_sources() -> tuple[list[dict], dict]:
+def sources_dir(version: str = DEFAULT_VERSION) -> pathlib.Path:
+  """``sources/`` for 1.0.0, ``sources/<version>/`` after it."""
+  _check_version(version)
+  return cs.SOURCES_DIR if version == "1.0.0" else cs.SOURCES_DIR / version
+
+
+def data_dir(version: str = DEFAULT_VERSION) -> pathlib.Path:
+  """``data/`` for 1.0.0 (the committed first release), ``data/<version>/`` after it."""
+  _check_version(version)
+  return DATA_DIR if version == "1.0.0" else DATA_DIR / version
+
+
+def _check_version(version: str) -> None:
+  if version not in VERSIONS:
+    raise ValueError(f"unknown MTA-Tools version {version!r}; known: {', '.join(VERSIONS)}")
+
+
+def load_sources(version: str = DEFAULT_VERSION) -> tuple[list[dict], dict]:
   """All domains (in the paper's order) with tools annotated by domain; and the common pools."""
-  problems = cs.check_all()
+  src = sources_dir(version)
+  problems = cs.check_all(sources_dir=src)
   if problems:
     raise SystemExit("sources have problems:\n" + "\n".join(map(str, problems)))
-  common = cs.load_common()
+  common = cs.load_common(src)
   domains = []
   for code, (fname, _) in cs.DOMAIN_FILES.items():
-    data = json.loads((cs.SOURCES_DIR / fname).read_text(encoding="utf-8"))
+    data = json.loads((src / fname).read_text(encoding="utf-8"))
     data["pools"] = {**common, **data["pools"]}
     domains.append(data)
   return domains, common
@@ -148,6 +179,142 @@ def synthesize_tool(tool: dict, pools: dict, n_pairs: int, seen_queries: set) ->
   return out
 
 
+# ---- Release 1.1.0 rules (1.0.0 never goes through them: its files stay byte-identical) ----
+
+DOUBLED_ARTICLE_RE = re.compile(r"\b(a|an|the|my|your|our|their)\s+(a|an|the|my|your|our|their)\b",
+                                re.IGNORECASE)
+TYPO_TRIES = 10
+
+
+def load_paraphrase(version: str) -> dict:
+  """The seeded paraphrase rules of a release (empty for 1.0.0)."""
+  path = sources_dir(version) / "paraphrase.json"
+  if version == "1.0.0" or not path.exists():
+    return {"substitutions": [], "openers": {}, "closers": {}}
+  rules = json.loads(path.read_text(encoding="utf-8"))
+  for r in rules.get("substitutions", []):
+    r["re"] = re.compile(r"(?<![\w{~])" + re.escape(r["from"]) + r"(?![\w}])", re.IGNORECASE)
+  return rules
+
+
+def _match_case(old: str, new: str) -> str:
+  return new[:1].upper() + new[1:] if old[:1].isupper() else new
+
+
+def paraphrase(template: str, style: str, rules: dict, rng: random.Random) -> str:
+  """Rewrites the words of ``template`` (never its slots) with the release's seeded rules:
+  phrase substitutions (each applies with its probability), then an opener or closer."""
+  pieces = re.split(r"(\{~?\w+\})", template)
+  for r in rules["substitutions"]:
+    if style in r.get("skip_styles", ()):
+      continue
+    for i, piece in enumerate(pieces):
+      if piece.startswith("{") or not r["re"].search(piece):
+        continue
+      if rng.random() < r.get("p", 0.6):
+        choice = rng.choice(r["to"])
+        pieces[i] = r["re"].sub(lambda m, c=choice: _match_case(m.group(), c), piece)
+  text = "".join(pieces)
+  openers = rules["openers"].get(style, [])
+  first = re.match(r"[A-Za-z']+", text)
+  if (openers and first and first.group().lower() in rules.get("opener_words", ())
+      and rng.random() < rules.get("p_opener", 0.3)):
+    opener = rng.choice(openers)
+    text = opener + " " + text[0].lower() + text[1:]
+    if opener.rstrip().lower().endswith(" you") or opener.lower() in ("can you", "could you"):
+      text = re.sub(r"[.!]$", "?", text)
+  closers = rules["closers"].get(style, [])
+  if closers and rng.random() < rules.get("p_closer", 0.15):
+    text = text.rstrip() + ("" if text.rstrip()[-1:] in ".?!" else ".") + " " + rng.choice(closers)
+  return text
+
+
+def _pool_values(ref: str, pools: dict) -> list:
+  """The entries of a pool, or of one field of a joint pool (``joint_x.field``)."""
+  if "." in ref:
+    pool, field = ref.split(".", 1)
+    return [e[field] for e in pools[pool]]
+  return pools[ref]
+
+
+def draw(template: str, slots: dict, pools: dict, rng: random.Random) -> list:
+  """One entry per slot occurrence of ``template``, in order; slots that read the same joint
+  pool (``joint_x.field``) share one drawn row of it, so their values agree."""
+  rows: dict[str, int] = {}
+  out = []
+  for filler, name in cs.SLOT_RE.findall(template):
+    ref = name if filler else slots[name]
+    if "." in ref:
+      pool, field = ref.split(".", 1)
+      if pool not in rows:
+        rows[pool] = rng.randrange(len(pools[pool]))
+      out.append(pools[pool][rows[pool]][field])
+    else:
+      out.append(rng.choice(pools[ref]))
+  return out
+
+
+def render(template: str, entries: list) -> tuple[str, dict]:
+  """Fills the slots of ``template`` with ``entries`` (from ``draw``): (query, gold arguments)."""
+  args: dict = {}
+  it = iter(entries)
+
+  def sub(m):
+    text, value = cs.pool_entry(next(it))
+    if not m.group(1):
+      args[m.group(2)] = value
+    return text
+
+  query = cs.SLOT_RE.sub(sub, template)
+  return re.sub(r"\s+", " ", query).strip(), args
+
+
+def synthesize_tool_v11(tool: dict, pools: dict, n_pairs: int, seen_queries: set,
+                        rules: dict) -> list[dict]:
+  """Release 1.1.0: ``n_pairs`` distinct records for one tool under the 1.1 rules."""
+  rng = random.Random(_seed("pairs-1.1.0", tool["name"]))
+  templates = tool["templates"]
+  order = list(range(len(templates)))
+  rng.shuffle(order)
+  out = []
+  k = 0
+  while len(out) < n_pairs:
+    for attempt in range(MAX_TRIES):
+      t_idx = order[(k + attempt) % len(order)]
+      style = templates[t_idx]["style"]
+      text = paraphrase(templates[t_idx]["text"], style, rules, rng)
+      typo_text = None
+      if rng.random() < TYPO_RATE:
+        for _ in range(TYPO_TRIES):
+          candidate = add_typos(text, rng)
+          if candidate != text:
+            typo_text = candidate
+            break
+      entries = draw(text, {**tool.get("slots", {}), **templates[t_idx].get("slots", {})},
+                     pools, rng)
+      clean, args = render(text, entries)
+      query = render(typo_text, entries)[0] if typo_text else clean
+      if (query.lower() not in seen_queries and not DOUBLED_ARTICLE_RE.search(query)
+          and not DOUBLED_ARTICLE_RE.search(clean)):
+        break
+    else:
+      raise SystemExit(f"tool {tool['name']}: cannot draw {n_pairs} distinct queries; add "
+                       "templates or pool values")
+    seen_queries.add(query.lower())
+    out.append({"query": query, "arguments": args, "style": "typo" if typo_text else style,
+                "template": t_idx, "template_text": text,
+                "typo_of": clean if typo_text else None})
+    k += 1
+  return out
+
+
+def load_release(version: str) -> dict:
+  """``sources/<version>/release.json``: reference date and the test-tool subsets (1.1.0+)."""
+  path = sources_dir(version) / "release.json"
+  return {} if version == "1.0.0" or not path.exists() else json.loads(
+      path.read_text(encoding="utf-8"))
+
+
 def split_tools(domains: list[dict]) -> dict[str, str]:
   """Per domain: ~25% unseen (>= 5) test tools, ~10% validation, the rest train."""
   split = {}
@@ -175,50 +342,94 @@ def split_tools(domains: list[dict]) -> dict[str, str]:
   return split
 
 
-def synthesize() -> tuple[list[dict], list[dict]]:
-  domains, _ = load_sources()
+def synthesize(version: str = DEFAULT_VERSION) -> tuple[list[dict], list[dict]]:
+  domains, _ = load_sources(version)
   tools = [dict(t, domain=d["domain"]) for d in domains for t in d["tools"]]
   counts = allocate([t["weight"] for t in tools])
   split = split_tools(domains)
   pools_of = {d["domain"]: d["pools"] for d in domains}
+  rules = load_paraphrase(version)
+  release = load_release(version)
   tool_rows, qa_rows, seen = [], [], set()
   for index, (tool, n) in enumerate(zip(tools, counts)):
     tool_rows.append({"index": index, "name": tool["name"], "domain": tool["domain"],
                       "group": tool["group"], "description": tool["description"],
                       "parameters": tool["parameters"], "split": split[tool["name"]]})
-    for k, rec in enumerate(synthesize_tool(tool, pools_of[tool["domain"]], n, seen)):
+    if version == "1.0.0":
+      for k, rec in enumerate(synthesize_tool(tool, pools_of[tool["domain"]], n, seen)):
+        qa_rows.append({"id": f"{tool['name']}-{k:03d}", "domain": tool["domain"],
+                        "query": rec["query"], "tool": tool["name"], "tool_index": index,
+                        "arguments": rec["arguments"], "style": rec["style"],
+                        "template": rec["template"], "split": split[tool["name"]]})
+      continue
+    for k, rec in enumerate(synthesize_tool_v11(tool, pools_of[tool["domain"]], n, seen, rules)):
       qa_rows.append({"id": f"{tool['name']}-{k:03d}", "domain": tool["domain"],
                       "query": rec["query"], "tool": tool["name"], "tool_index": index,
                       "arguments": rec["arguments"], "style": rec["style"],
-                      "template": rec["template"], "split": split[tool["name"]]})
+                      "template": rec["template"], "template_text": rec["template_text"],
+                      "typo_of": rec["typo_of"], "reference_date": release["reference_date"],
+                      "split": split[tool["name"]]})
   return tool_rows, qa_rows
+
+
+def metadata(version: str, tools: list[dict]) -> dict | None:
+  """``data/<version>/metadata.json`` (1.1.0+): reference date, date rules, test subsets."""
+  release = load_release(version)
+  if not release:
+    return None
+  split = {t["name"]: t["split"] for t in tools}
+  pairs = release["antonym_or_variant_of_training_tool"]
+  for test_tool, info in pairs.items():
+    if split.get(test_tool) != "test" or split.get(info["training_tool"]) != "train":
+      raise SystemExit(f"release.json: {test_tool} must be a test tool and "
+                       f"{info['training_tool']} a training tool")
+  rest = sorted(n for n, s in split.items() if s == "test" and n not in pairs)
+  return {"version": version, "reference_date": release["reference_date"],
+          "date_rules": dates.__doc__.split("\n\n", 1)[1].strip(),
+          "test_subsets": {"antonym_or_variant": sorted(pairs), "other": rest},
+          "antonym_or_variant_of_training_tool": pairs}
 
 
 def dump_jsonl(rows: list[dict]) -> str:
   return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
+def release_files(version: str) -> dict[pathlib.Path, str]:
+  """{path: text} of every released file of ``version``, as the sources produce it."""
+  tools, qa = synthesize(version)
+  out = data_dir(version)
+  files = {out / "tools.jsonl": dump_jsonl(tools), out / "qa.jsonl": dump_jsonl(qa)}
+  meta = metadata(version, tools)
+  if meta is not None:
+    files[out / "metadata.json"] = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+  return files
+
+
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--check", action="store_true",
                   help="fail if the committed JSONL differs from a fresh synthesis")
+  ap.add_argument("--version", default="all", choices=("all",) + VERSIONS,
+                  help="which release to synthesize or check (default: all)")
   args = ap.parse_args(argv)
-  tools, qa = synthesize()
-  files = {DATA_DIR / "tools.jsonl": dump_jsonl(tools), DATA_DIR / "qa.jsonl": dump_jsonl(qa)}
+  versions = VERSIONS if args.version == "all" else (args.version,)
+  files = {}
+  for v in versions:
+    files.update(release_files(v))
   if args.check:
     stale = [str(p) for p, text in files.items()
              if not p.exists() or p.read_text(encoding="utf-8") != text]
     if stale:
       print("stale (rerun synthesize.py): " + ", ".join(stale))
       return 1
-    print("released JSONL matches the sources")
+    print("released files match the sources (" + ", ".join(versions) + ")")
     return 0
-  DATA_DIR.mkdir(exist_ok=True)
   for path, text in files.items():
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-  print(f"wrote {len(tools)} tools and {len(qa)} pairs to {DATA_DIR}")
+  print(f"wrote {len(files)} files for {', '.join(versions)}")
   return 0
 
 
