@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import json
 import os
 import pathlib
@@ -92,15 +93,112 @@ def parse_tools(spec: Any, source: str = "tools") -> list[Tool]:
       raise InputError(f"{where} has no 'name' (a non-empty string is required)")
     if not isinstance(desc, str) or not desc.strip():
       raise InputError(f"{where} has no 'description' (a non-empty string is required)")
+    tool = Tool(index=i, name=name, description=desc.strip(),
+                parameters=_check_parameters(params, where), group="", split="")
     if name in seen:
-      raise InputError(f"{source}: duplicate tool name {name!r} (tools #{seen[name]} and #{i})")
+      other = tools[seen[name]]
+      how = ("the same spec twice" if spec_id(other) == spec_id(tool) else
+             "two different specs of one name")
+      raise InputError(f"{source}: duplicate tool name {name!r} (tools #{seen[name]} and #{i}): "
+                       f"{how}; names must be unique within one tool list")
     seen[name] = i
-    tools.append(Tool(index=i, name=name, description=desc.strip(),
-                      parameters=_check_parameters(params, where), group="", split=""))
+    tools.append(tool)
   if len(tools) < 2:
     raise InputError(f"{source}: {len(tools)} tool(s) given; at least 2 are needed to choose "
                      "between")
   return tools
+
+
+def spec_id(tool: Tool) -> str:
+  """A tool's identity: its name, description and parameters (not its name alone)."""
+  return hashlib.sha256(json.dumps([tool.name, tool.description, tool.parameters],
+                                   sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class ToolLists:
+  """Parses per-query tool lists once per distinct list (requests often share a list)."""
+
+  def __init__(self):
+    self._memo: dict[Any, tuple[list[Tool], Any]] = {}
+
+  def parse(self, spec: Any, source: str) -> list[Tool]:
+    """``parse_tools(spec, source)``; an equal list (same JSON, or the same object) gives the
+    same list object back, so callers can group queries by it."""
+    try:
+      key = json.dumps(spec, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):  # e.g. a list of ``Tool``: the object is the key
+      key = ("object", id(spec))
+    if key in self._memo:
+      return self._memo[key][0]
+    tools = parse_tools(spec, source)
+    self._memo[key] = (tools, spec)  # keeps ``spec`` alive, so its id stays its own
+    return tools
+
+
+# ---------------------------------------------------------------------------- chat messages
+
+QUERY_FROM = ("last_user", "user_turns", "all")
+DEFAULT_QUERY_FROM = "last_user"
+
+
+def _message_text(message: Any, where: str) -> tuple[str, str]:
+  """(role, text) of one chat message; ``content`` is a string, a list of parts
+  (``{"type": "text", "text": ...}``; other parts are skipped) or null."""
+  if not isinstance(message, Mapping):
+    raise InputError(f"{where}: a message must be a JSON object, got {type(message).__name__}")
+  role = message.get("role")
+  if not isinstance(role, str) or not role:
+    raise InputError(f"{where}: message without a 'role'")
+  content = message.get("content")
+  if content is None or isinstance(content, str):
+    return role, (content or "").strip()
+  if isinstance(content, (list, tuple)):
+    parts = []
+    for part in content:
+      if isinstance(part, str):
+        parts.append(part)
+      elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+        parts.append(part["text"])
+    return role, "\n".join(p.strip() for p in parts if p.strip())
+  raise InputError(f"{where}: 'content' must be a string or a list of parts, got "
+                   f"{type(content).__name__}")
+
+
+def messages_text(messages: Any, where: str, query_from: str = DEFAULT_QUERY_FROM) -> str:
+  """The text of a chat request that is encoded as the query.
+
+  ``last_user``: the last user turn; ``user_turns``: every user turn, in order, one a line;
+  ``all``: every turn's text (system, user, assistant, tool), in order, one a line.
+  """
+  if query_from not in QUERY_FROM:
+    hint = difflib.get_close_matches(str(query_from), QUERY_FROM, n=1)
+    raise InputError(f"query_from must be one of {', '.join(QUERY_FROM)}, got {query_from!r}" +
+                     (f" (did you mean {hint[0]!r}?)" if hint else ""))
+  if not isinstance(messages, (list, tuple)) or not messages:
+    raise InputError(f"{where}: 'messages' must be a non-empty list of "
+                     "{\"role\": ..., \"content\": ...} objects")
+  turns = [_message_text(m, f"{where}: message #{i}") for i, m in enumerate(messages)]
+  user = [t for r, t in turns if r == "user" and t]
+  if query_from == "all":
+    texts = [t for _, t in turns if t]
+  elif query_from == "user_turns":
+    texts = user
+  else:
+    texts = user[-1:]
+  if not texts:
+    raise InputError(f"{where}: 'messages' has no " +
+                     ("text" if query_from == "all" else "user turn with text") +
+                     f" (query_from={query_from})")
+  return "\n".join(texts)
+
+
+def query_text(query: Any, where: str, query_from: str = DEFAULT_QUERY_FROM) -> str:
+  """A query as given to ``rank``: a string, ``{"messages": [...]}`` or a list of messages."""
+  if isinstance(query, Mapping) and "messages" in query:
+    return messages_text(query["messages"], where, query_from)
+  if isinstance(query, (list, tuple)) and query and all(isinstance(m, Mapping) for m in query):
+    return messages_text(query, where, query_from)
+  return check_query(query, where)
 
 
 # ---------------------------------------------------------------------------- queries, examples
@@ -210,31 +308,50 @@ def _jsonl(path: str | os.PathLike, what: str) -> Iterable[tuple[int, dict]]:
 
 @dataclasses.dataclass(frozen=True)
 class QueryRow:
-  """One line of a queries file: id, text, candidate names (None = the whole toolbox)."""
+  """One line of a queries file: id, the text to encode, candidate names (None = every tool of
+  the line's list), the line's own tools (None = the global ``--tools``)."""
 
   id: Any
   query: str
   candidates: tuple[str, ...] | None
   line: int
+  tools: list[Tool] | None = None  # lines with equal lists share one list object
 
 
-def read_queries(path: str | os.PathLike, names: Sequence[str]) -> list[QueryRow]:
-  """``{"id", "query", "candidates"?}`` per line, validated against the toolbox ``names``.
+def read_queries(path: str | os.PathLike, names: Sequence[str] | None,
+                 query_from: str = DEFAULT_QUERY_FROM) -> list[QueryRow]:
+  """``{"id", "query" | "messages", "candidates"?, "tools"?}`` per line, validated.
 
-  A missing ``id`` defaults to the line number.
+  ``names``: the global toolbox (None: none given, so every line must bring ``tools``). A line's
+  ``tools`` (any accepted format) replace the global toolbox for that line; ``candidates`` name
+  tools of the line's own list when it has one. ``messages`` (OpenAI chat turns) become text as
+  ``query_from`` says (see ``messages_text``). A missing ``id`` defaults to the line number.
   """
-  index = {n: i for i, n in enumerate(names)}
+  index = None if names is None else {n: i for i, n in enumerate(names)}
+  lists = ToolLists()
   rows = []
   for n, obj in _jsonl(path, "queries"):
     where = f"{path}:{n}"
-    if "query" not in obj:
-      raise InputError(f"{where}: missing 'query'")
-    text = check_query(obj["query"], where)
+    if "query" in obj and "messages" in obj:
+      raise InputError(f"{where}: give 'query' or 'messages', not both")
+    if "messages" in obj:
+      text = messages_text(obj["messages"], where, query_from)
+    elif "query" in obj:
+      text = check_query(obj["query"], where)
+    else:
+      raise InputError(f"{where}: missing 'query' (or chat 'messages')")
+    tools, line_index = None, index
+    if "tools" in obj:
+      tools = lists.parse(obj["tools"], f"{where}: 'tools'")  # one object per distinct list
+      line_index = {t.name: i for i, t in enumerate(tools)}
+    elif index is None:
+      raise InputError(f"{where}: no 'tools' in this line and no global tool list (--tools) "
+                       "given")
     cands = obj.get("candidates")
     if cands is not None:
-      check_candidates(cands, index, where)
+      check_candidates(cands, line_index, where)
       cands = tuple(cands)
-    rows.append(QueryRow(obj.get("id", n), text, cands, n))
+    rows.append(QueryRow(obj.get("id", n), text, cands, n, tools))
   if not rows:
     raise InputError(f"{path}: no queries")
   return rows

@@ -176,3 +176,96 @@ def test_cli_matches_the_library_on_the_example_toolbox(tmp_path, text_encoder, 
     np.testing.assert_allclose([r["score"] for r in g["ranking"]], [c.score for c in w],
                                atol=1e-5)
   assert [len(g["ranking"]) for g in got] == [3] * 8 + [3, 2]  # q10 has 2 candidates
+
+
+# ---------------------------------------------------------------------------- per-query tools
+
+REQUESTS = ROOT / "examples" / "agent_requests" / "requests.jsonl"
+LONG_Q = ("Some background first: our team plans the quarter, the budget, hiring and travel. "
+          * 25 + "Now, what is Apple trading at?")
+ZH_Q = "苹果公司的股票现在多少钱？"
+
+
+def _requests_with_extras(tmp_path) -> pathlib.Path:
+  lines = REQUESTS.read_text().splitlines()
+  tools = json.loads(lines[0])["tools"]
+  extra = [{"id": "long", "query": LONG_Q, "tools": tools},
+           {"id": "zh", "query": ZH_Q, "tools": tools}]
+  p = tmp_path / "requests.jsonl"
+  p.write_text("\n".join(lines + [json.dumps(e) for e in extra]) + "\n")
+  return p
+
+
+def test_cli_ranks_each_line_against_its_own_tools(tmp_path, text_encoder):
+  queries = _requests_with_extras(tmp_path)
+  out = tmp_path / "preds.jsonl"
+  proc = _cli(f"--queries={queries}", f"--output={out}", "--top_k=2",
+              f"--cache_dir={tmp_path / 'cache'}")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip().splitlines()[-1].startswith(
+      "ranked 7 queries over 7 distinct tool specs in 2 tool lists (0 support examples")
+  warn = [l for l in proc.stderr.splitlines() if l.startswith("warning: ")]
+  assert len(warn) == 2, proc.stderr
+  assert warn[0].startswith("warning: 1 of 14 texts are longer than the encoder's 256-token "
+                            f"window and were embedded as overlapping windows, mean-pooled")
+  assert f"first {queries}:6 (" in warn[0]
+  assert warn[1].startswith(f"warning: 1 of 14 texts are over 20% [UNK] or single-character "
+                            f"word pieces, first {queries}:7 (")
+  rows = toolspec.read_queries(queries, None)
+  want = ToolSelector.pretrained(encoder=text_encoder).rank(
+      [r.query for r in rows], [r.candidates for r in rows], top_k=2, tools=[r.tools for r in rows])
+  got = [json.loads(l) for l in out.read_text().splitlines()]
+  assert [g["id"] for g in got] == ["r1", "r2", "r3", "r4", "r5", "long", "zh"]
+  for g, w in zip(got, want):
+    assert [r["name"] for r in g["ranking"]] == [c.name for c in w]
+    np.testing.assert_allclose([r["score"] for r in g["ranking"]], [c.score for c in w],
+                               atol=1e-5)
+  assert [g["ranking"][0]["name"] for g in got[:5]] == [
+      "get_current_weather", "book_table", "get_current_weather", "send_email", "get_stock_price"]
+
+
+def _line(obj) -> str:
+  return json.dumps(obj) + "\n"
+
+
+TOOLS_A = json.loads(REQUESTS.read_text().splitlines()[0])["tools"]
+BAD_OWN = {
+    "two_specs_in_one_list": (
+        [], _line({"query": "x", "tools": TOOLS_A}) + _line(
+            {"query": "y", "tools": TOOLS_A + [{"name": "send_email", "description": "other"}]}),
+        "requests.jsonl:2: 'tools': duplicate tool name 'send_email' (tools #1 and #4): two "
+        "different specs of one name"),
+    "line_without_tools_and_no_tools_flag": (
+        [], _line({"query": "x", "tools": TOOLS_A}) + _line({"query": "y"}),
+        "requests.jsonl:2: no 'tools' in this line and no global tool list (--tools) given"),
+    "candidate_not_in_the_lines_list": (
+        [], _line({"query": "x", "tools": TOOLS_A, "candidates": ["send_email", "book_table"]}),
+        "requests.jsonl:1: unknown tool 'book_table' in candidates"),
+    "messages_without_user_turn": (
+        [], _line({"messages": [{"role": "system", "content": "hi"}], "tools": TOOLS_A}),
+        "requests.jsonl:1: 'messages' has no user turn with text (query_from=last_user)"),
+    "support_with_own_tools": (
+        ["--tools", "--support"], _line({"query": "x", "tools": TOOLS_A}),
+        "requests.jsonl:1: this line brings its own 'tools', but --support examples adapt the "
+        "--tools toolbox only"),
+    "strict_foreign_text": (
+        ["--strict"], _line({"query": ZH_Q, "tools": TOOLS_A}),
+        "1 of 5 texts are over 20% [UNK] or single-character word pieces, first "),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_OWN))
+def test_bad_per_query_input_exits_with_one_line_before_the_model(tmp_path, name):
+  extra, text, message = BAD_OWN[name]
+  queries = tmp_path / "requests.jsonl"
+  queries.write_text(text)
+  out = tmp_path / "preds.jsonl"
+  out.write_text(PREVIOUS)
+  args = [f"--queries={queries}", f"--output={out}"]
+  if "--tools" in extra:
+    args.append(f"--tools={TOOLBOX / 'tools.json'}")
+  if "--support" in extra:
+    args.append(f"--support={TOOLBOX / 'support.jsonl'}")
+  args += [a for a in extra if a not in ("--tools", "--support")]
+  proc = _cli(*args)
+  _assert_failed_cleanly(proc, out, message)
