@@ -187,45 +187,59 @@ TYPO_TRIES = 10
 
 
 def load_paraphrase(version: str) -> dict:
-  """The seeded paraphrase rules of a release (empty for 1.0.0)."""
+  """The seeded paraphrase rules of a release (none for 1.0.0)."""
   path = sources_dir(version) / "paraphrase.json"
   if version == "1.0.0" or not path.exists():
     return {"substitutions": [], "openers": {}, "closers": {}}
   rules = json.loads(path.read_text(encoding="utf-8"))
   for r in rules.get("substitutions", []):
-    r["re"] = re.compile(r"(?<![\w{~])" + re.escape(r["from"]) + r"(?![\w}])", re.IGNORECASE)
+    pattern = r["from"] if r.get("regex") else re.escape(r["from"])
+    r["re"] = re.compile(r"(?<![\w{~'-])" + pattern + r"(?![\w}'-])", re.IGNORECASE)
   return rules
 
 
 def _match_case(old: str, new: str) -> str:
-  return new[:1].upper() + new[1:] if old[:1].isupper() else new
+  """``new`` with the case of ``old``'s first letter (names and "I" keep theirs)."""
+  if old[:1].isupper():
+    return new[:1].upper() + new[1:]
+  first = new.split()[0] if new.split() else ""
+  if first[1:] != first[1:].lower() or first.split("'")[0] in ("I", "Uber", "Roomba", "Excel"):
+    return new
+  return new[:1].lower() + new[1:]
 
 
-def paraphrase(template: str, style: str, rules: dict, rng: random.Random) -> str:
+def paraphrase(template: str, style: str, rules: dict, rng: random.Random,
+               tool: str = "") -> str:
   """Rewrites the words of ``template`` (never its slots) with the release's seeded rules:
-  phrase substitutions (each applies with its probability), then an opener or closer."""
+  phrase substitutions (each applies with its probability, once per template), then an opener
+  that fits the first word (an imperative, a question, or a sentence about the user), then a
+  closer."""
   pieces = re.split(r"(\{~?\w+\})", template)
   for r in rules["substitutions"]:
-    if style in r.get("skip_styles", ()):
+    if style in r.get("skip_styles", ()) or ("tools" in r and tool not in r["tools"]):
       continue
-    for i, piece in enumerate(pieces):
-      if piece.startswith("{") or not r["re"].search(piece):
-        continue
-      if rng.random() < r.get("p", 0.6):
-        choice = rng.choice(r["to"])
-        pieces[i] = r["re"].sub(lambda m, c=choice: _match_case(m.group(), c), piece)
+    hits = [i for i, piece in enumerate(pieces) if not piece.startswith("{") and
+            r["re"].search(piece)]
+    if hits and rng.random() < r.get("p", rules.get("p_substitution", 0.6)):
+      i = hits[0]
+      choice = rng.choice(r["to"])
+      pieces[i] = r["re"].sub(lambda m, c=choice: _match_case(m.group(), c), pieces[i], count=1)
   text = "".join(pieces)
-  openers = rules["openers"].get(style, [])
+  openers = rules["openers"].get(style, {})
   first = re.match(r"[A-Za-z']+", text)
-  if (openers and first and first.group().lower() in rules.get("opener_words", ())
-      and rng.random() < rules.get("p_opener", 0.3)):
-    opener = rng.choice(openers)
-    text = opener + " " + text[0].lower() + text[1:]
-    if opener.rstrip().lower().endswith(" you") or opener.lower() in ("can you", "could you"):
+  word = first.group().lower() if first else ""
+  kind = next((k for k in ("imperative", "question", "neutral")
+               if word in rules.get(k + "_words", ())), None)
+  if kind and openers.get(kind) and rng.random() < rules.get("p_opener", 0.3):
+    opener = rng.choice(openers[kind])
+    keep = word in rules.get("keep_case_words", ()) or opener.endswith(("?", "!", "."))
+    text = opener + " " + (text if keep else text[0].lower() + text[1:])
+    if kind == "imperative" and opener.lower().rstrip(",").split()[-1] == "you":
       text = re.sub(r"[.!]$", "?", text)
   closers = rules["closers"].get(style, [])
   if closers and rng.random() < rules.get("p_closer", 0.15):
-    text = text.rstrip() + ("" if text.rstrip()[-1:] in ".?!" else ".") + " " + rng.choice(closers)
+    text = text.rstrip()
+    text += ("" if text[-1:] in ".?!" else ".") + " " + rng.choice(closers)
   return text
 
 
@@ -274,7 +288,10 @@ def synthesize_tool_v11(tool: dict, pools: dict, n_pairs: int, seen_queries: set
   """Release 1.1.0: ``n_pairs`` distinct records for one tool under the 1.1 rules."""
   rng = random.Random(_seed("pairs-1.1.0", tool["name"]))
   templates = tool["templates"]
-  order = list(range(len(templates)))
+  # Requests that name the goal, not the action, come up more often: an indirect template
+  # enters the cycle ``indirect_weight`` times.
+  order = [i for i, t in enumerate(templates)
+           for _ in range(rules.get("indirect_weight", 1) if t["style"] == "indirect" else 1)]
   rng.shuffle(order)
   out = []
   k = 0
@@ -282,7 +299,7 @@ def synthesize_tool_v11(tool: dict, pools: dict, n_pairs: int, seen_queries: set
     for attempt in range(MAX_TRIES):
       t_idx = order[(k + attempt) % len(order)]
       style = templates[t_idx]["style"]
-      text = paraphrase(templates[t_idx]["text"], style, rules, rng)
+      text = paraphrase(templates[t_idx]["text"], style, rules, rng, tool["name"])
       typo_text = None
       if rng.random() < TYPO_RATE:
         for _ in range(TYPO_TRIES):
