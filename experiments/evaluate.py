@@ -16,7 +16,6 @@ import dataclasses
 import datetime
 import json
 import logging as std_logging
-import os
 import pathlib
 import re
 import sys
@@ -41,8 +40,7 @@ _NAME = flags.DEFINE_string("name", None, "Row name in the report (default: from
 _OUT = flags.DEFINE_string("out", None, "Output JSON (default: <workdir>/eval.json).")
 flags.mark_flag_as_required("workdir")
 
-ROW_NAMES = {"maml": "MTA", "fomaml": "FOMAML", "reptile": "Reptile", "protonet": "ProtoNet",
-             "sft": "SFT", "random": "Random", "bm25": "BM25", "base": "Base (zero-shot)"}
+BASELINE_ROWS = {"random": "Random", "bm25": "BM25", "base": "Base (zero-shot)"}
 
 
 def _model(bundle_or_none):
@@ -83,11 +81,11 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   scorer = Scorer(scorer_cfg, encoder.model)
   meta = meta if meta is not None else baselines.base_meta(scorer)
   meta = jax.device_put(meta)
-  adapts = meta_cfg.algorithm == "protonet" or meta_cfg.inner_steps > 0
+  adapts = meta_cfg.algo.adapts_at_test(meta_cfg)
   fn = run_eval.model_scorer(scorer, meta_cfg, cache.arrays())(meta)
   out = run_eval.evaluate(fn, ds, split, cache.main_doc, cache.view_rows, spec, adapts=adapts,
                           progress=True)
-  if adapts and meta_cfg.algorithm != "protonet" and name == "mta_tools":
+  if adapts and meta_cfg.algo.inner_loop and name == "mta_tools":
     sweep = {}
     for n in (int(s) for s in _SWEEP.value):
       mcfg = dataclasses.replace(meta_cfg, inner_steps=n)
@@ -104,11 +102,9 @@ def main(argv) -> None:
   # Orbax logs every save step at INFO through absl's logger; our progress goes through the
   # standard root logger, which this leaves at INFO.
   std_logging.getLogger("absl").setLevel(std_logging.WARNING)
-  import jax  # pylint: disable=import-outside-toplevel
-  jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR") or
-                    str(pathlib.Path(__file__).resolve().parents[1] / ".jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  from mta_jax import checkpointing, data, run_eval  # pylint: disable=import-outside-toplevel
+  from mta_jax import runtime  # pylint: disable=import-outside-toplevel
+  runtime.setup_jax()
+  from mta_jax import data, inference, run_eval  # pylint: disable=import-outside-toplevel
   t0 = time.time()
   # Every input is checked before the encoder loads; the errors are one line (see _cli).
   for name in _DATASETS.value:
@@ -123,15 +119,15 @@ def main(argv) -> None:
   kind = _BASELINE.value or "model"
   bundle = None
   if kind == "model":
-    bundle = checkpointing.restore_for_inference(_WORKDIR.value, _WHICH.value)
+    bundle = inference.restore_for_inference(_WORKDIR.value, _WHICH.value)
   model = _model(bundle)
   config = model[3]
   spec = run_eval.EvalSpec(shots=tuple(_SHOTS.value), seeds=tuple(range(_SEEDS.value)),
                            n_views=config["features"]["n_views"])
   encoder = None
   if kind in ("model", "base"):
-    from mta_jax.models import TextEncoder  # pylint: disable=import-outside-toplevel
-    encoder = TextEncoder.pretrained()
+    from mta_jax.models import registry  # pylint: disable=import-outside-toplevel
+    encoder = registry.load(model[0].backbone)
   algo = config["meta"]["algorithm"] if kind == "model" else kind
   results = {}
   for name in _DATASETS.value:
@@ -141,7 +137,9 @@ def main(argv) -> None:
   if all("skipped" in r for r in results.values()):
     raise data.DatasetNotFoundError("nothing to evaluate: " + " | ".join(
         r["skipped"] for r in results.values()))
-  out = {"row": _NAME.value or ROW_NAMES[algo], "kind": kind, "algorithm": algo,
+  from mta_jax import algorithms  # pylint: disable=import-outside-toplevel
+  row = algorithms.get(algo).row if kind == "model" else BASELINE_ROWS[kind]
+  out = {"row": _NAME.value or row, "kind": kind, "algorithm": algo,
          "workdir": str(pathlib.Path(_WORKDIR.value).absolute()),
          "step": bundle.step if bundle else None, "which": _WHICH.value if bundle else None,
          "seed": config.get("seed") if bundle else None,

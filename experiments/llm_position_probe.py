@@ -7,7 +7,6 @@ the table's log-likelihood read-out and its content-free-calibrated version.
 """
 
 import json
-import os
 import pathlib
 
 from absl import app, flags
@@ -18,9 +17,8 @@ _OUT = flags.DEFINE_string("out", None, "Also write the results as JSON here.")
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  import jax  # pylint: disable=import-outside-toplevel
-  jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
-      pathlib.Path(__file__).resolve().parents[1] / ".jax_cache"))
+  from mta_jax import runtime  # pylint: disable=import-outside-toplevel
+  runtime.setup_jax()
   from mta_jax.llm import probe  # pylint: disable=import-outside-toplevel
   from mta_jax.llm.lm import LanguageModel  # pylint: disable=import-outside-toplevel
   res = probe.run(LanguageModel.pretrained())

@@ -11,7 +11,6 @@ weights). A config override given twice (in the flagfile, then on the command li
 last value, tuples included (``_cli.last_override_wins``).
 """
 
-import os
 import pathlib
 import sys
 
@@ -31,11 +30,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  import jax  # pylint: disable=import-outside-toplevel
-  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
-      pathlib.Path(__file__).resolve().parents[1] / ".jax_cache")
-  jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  from mta_jax import runtime  # pylint: disable=import-outside-toplevel
+  runtime.setup_jax()
   from mta_jax.llm import run  # pylint: disable=import-outside-toplevel
   command = "python " + " ".join([pathlib.Path(sys.argv[0]).as_posix()] + sys.argv[1:])
   # Missing data or weights raise types in _cli.USER_ERRORS: one line on stderr, exit status 1.

@@ -14,7 +14,6 @@ Relative paths (workdir, data_dir, cache_dir) resolve against the working direct
 
 import datetime
 import logging as std_logging
-import os
 import pathlib
 import sys
 
@@ -51,11 +50,8 @@ def main(argv) -> None:
   # standard root logger, which this leaves at INFO.
   std_logging.getLogger("absl").setLevel(std_logging.WARNING)
   # Imports after flag parsing: --help stays fast and JAX picks up the environment.
-  import jax  # pylint: disable=import-outside-toplevel
-  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
-      pathlib.Path(__file__).resolve().parents[1] / ".jax_cache")
-  jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  from mta_jax import runtime  # pylint: disable=import-outside-toplevel
+  runtime.setup_jax()
   from mta_jax import train  # pylint: disable=import-outside-toplevel
   _record_command(_WORKDIR.value)
   # Bad config values, missing data, unusable workdirs or checkpoints and non-finite losses

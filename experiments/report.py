@@ -14,6 +14,7 @@ import pathlib
 from absl import app, flags
 
 import _cli  # experiments/_cli.py: git_commit
+from mta_jax import algorithms
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Workdirs (globs allowed) holding eval.json.")
 _OUT = flags.DEFINE_string("out", "RESULTS.md", "Markdown file to write.")
@@ -22,8 +23,10 @@ _TITLE = flags.DEFINE_string("title", "Results", "Heading of the report.")
 _NOTE = flags.DEFINE_string("note", "", "A paragraph under the heading (e.g. which config).")
 flags.mark_flag_as_required("workdirs")
 
-ORDER = ["Random", "BM25", "Base (zero-shot)", "SFT", "ProtoNet", "FOMAML", "Reptile", "MTA",
-         "MTA (trained on MetaTool seen tools)", "LLM Base (SmolLM2-135M, prompt)", "LLM LoRA SFT", "LLM MTA-LoRA"]
+# Baselines, then every trained algorithm in the table's order (mta_jax.algorithms), then variants.
+ORDER = (["Random", "BM25", "Base (zero-shot)"] + list(algorithms.row_names().values())
+         + ["MTA (trained on MetaTool seen tools)", "LLM Base (SmolLM2-135M, prompt)",
+            "LLM LoRA SFT", "LLM MTA-LoRA"])
 # (header, dataset, mode) of the main table; "sd/cd" shows both.
 COLUMNS = [("MTA-Tools SD", "mta_tools", "sd"), ("MTA-Tools CD", "mta_tools", "cd"),
            ("API-Bank (5-way CD)", "api_bank", "cd"),

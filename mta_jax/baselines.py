@@ -2,24 +2,21 @@
 
 - **SFT** (the paper's fine-tuning baseline): ordinary supervised learning on the seen tools'
   queries, each scored against *all* seen tools' documents with cross-entropy; no episodes, no
-  inner loop. Its train state has the same layout as the meta-learners' (``bilevel
-  .init_train_state``), so checkpoints, resume and evaluation are shared; at test time it scores
-  without adaptation (``inner_steps = 0``).
+  inner loop. It is the ``sft`` row of ``mta_jax.algorithms`` (its gradient rule); this module
+  draws its batches (``sample_sft_batch``). Its train state has the same layout as the
+  meta-learners', so checkpoints, resume and evaluation are shared; at test time it scores
+  without adaptation.
 - **Base**: the pretrained encoder, zero-shot (identity head, pretrained top layers).
 - **Random** and **BM25** are plain score functions (``mta_jax.run_eval``).
 
-ProtoNet, first-order MAML and Reptile are algorithms of ``mta_jax.bilevel`` on the same
+ProtoNet, first-order MAML, Reptile and iMAML are rows of ``mta_jax.algorithms`` on the same
 episodes; the trainer selects them with ``config.meta.algorithm``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from mta_jax import bilevel, params as P
 from mta_jax.episodes import ToolPool
@@ -49,37 +46,6 @@ def sample_sft_batch(rng: np.random.Generator, pool: ToolPool, batch: int) -> di
                     "w": np.ones((1, batch), np.float32)}}
 
 
-def sft_loss(scorer: Scorer, params: P.Params, feats: dict):
-  """Mean cross-entropy and accuracy of the batch's queries over all seen tools."""
-  tools = scorer.tool_repr(params, feats["tools"]["h"][0], feats["tools"]["m"][0])
-  q = feats["query"]
-  logits = scorer.logits(params, q["h"][0], q["m"][0], tools)
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits, q["y"][0])
-  acc = (jnp.argmax(logits, -1) == q["y"][0]).astype(jnp.float32)
-  return ce.mean(), {"outer/loss": ce.mean(), "outer/acc": acc.mean()}
-
-
-def make_sft_step(scorer: Scorer, optimizer: optax.GradientTransformation) -> Callable:
-  """``step(state, feats, key) -> (state, metrics)``, jitted once with the state donated."""
-
-  def step(state, feats, key):
-    del key  # deterministic
-    frozen = state["frozen"]
-
-    def loss_fn(trainable):
-      return sft_loss(scorer, P.merge(trainable, frozen), feats)
-
-    (_, metrics), g = jax.value_and_grad(loss_fn, has_aux=True)(state["meta"]["params"])
-    grads = {"params": g, "inner_lr": jax.tree.map(jnp.zeros_like, state["meta"]["inner_lr"])}
-    updates, opt = optimizer.update(grads, state["opt"], state["meta"])
-    meta = optax.apply_updates(state["meta"], updates)
-    metrics = dict(metrics, grad_norm=P.global_norm(grads),
-                   param_norm=P.global_norm(meta["params"]))
-    return {"meta": meta, "frozen": frozen, "opt": opt, "step": state["step"] + 1}, metrics
-
-  return jax.jit(step, donate_argnums=(0,))
-
-
 def base_meta(scorer: Scorer) -> dict:
   """The zero-shot pretrained scorer's meta-parameters (identity head, pretrained top)."""
   return {"params": scorer.init(jax.random.key(0)), "inner_lr": {}}
@@ -98,8 +64,8 @@ def base_score_fn(ds, cache_dir: str, q_len: int = 48, d_len: int = 128, n_views
   from mta_jax import features, run_eval
   from mta_jax.scorer import ScorerConfig
   if encoder is None:
-    from mta_jax.models import TextEncoder
-    encoder = TextEncoder.pretrained()
+    from mta_jax.models import registry
+    encoder = registry.load()
   scorer_cfg = ScorerConfig(n_top=0, adapt="head", head=True)
   spec = features.FeatureSpec(n_lower=encoder.cfg.num_layers - scorer_cfg.n_top, q_len=q_len,
                               d_len=d_len, n_views=n_views)

@@ -1,18 +1,18 @@
-"""The bi-level core: ``adapt`` -> ``episode_loss`` -> ``meta_loss`` -> ``meta_train_step``.
+"""The bi-level core: ``adapt`` -> ``episode_loss`` -> ``meta_loss`` -> ``meta_train_step``, and
+prediction, for every learner (``mta_jax.learner``) and every algorithm (``mta_jax.algorithms``).
 
 Two levels, two names:
 - ``meta`` (φ): ``{"params": flat dict, "inner_lr": flat dict}``, updated by the outer optimiser;
-- ``fast`` (θ): the subset of ``meta["params"]`` that the scorer's ``fast_pattern`` selects
-  (plus Proto-MAML class weights), adapted per episode by ``inner_steps`` SGD steps on the
-  episode's *support* streams, starting from φ. The outer loss is the adapted model's loss on
-  the episode's *query* stream, differentiated through the adaptation (second order), or with
-  ``stop_gradient`` on the inner gradients (first order).
+- ``fast`` (θ): the subset of ``meta["params"]`` that the learner's ``fast_pattern`` selects
+  (plus per-episode weights such as Proto-MAML's class head), adapted per episode by
+  ``inner_steps`` SGD steps on the episode's support streams, starting from φ. The outer loss is
+  the adapted model's loss on the episode's *query* stream, differentiated through the
+  adaptation (second order), with ``stop_gradient`` on the inner gradients (first order), or
+  implicitly (iMAML).
 
-An episode is a dict of fixed-shape arrays (see ``mta_jax.episodes``): ``tools`` (N documents),
-``support`` and ``views`` (labelled texts to adapt on) and ``query`` (labelled texts to score),
-each stream ``{"h": (S, L, H), "m": (S, L), "y": (S,), "w": (S,)}`` with ``w`` = 0 on padding.
-
-Algorithms on the same episodes: ``maml`` (second order), ``fomaml``, ``reptile``, ``protonet``.
+Every function takes a ``Learner`` (a ``Scorer`` is accepted and wrapped as the encoder's
+learner). What an algorithm does with an episode is in its row of ``mta_jax.algorithms.TABLE``;
+this module only dispatches on that row.
 """
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ import jax.numpy as jnp
 import optax
 
 from mta_jax import params as P
-from mta_jax.scorer import Scorer
+from mta_jax.learner import Learner, as_learner, full_params, split_trainable
 
-ALGORITHMS = ("maml", "fomaml", "reptile", "protonet")
 LR_MODES = ("fixed", "per_tensor", "per_element")
-SUPPORT_STREAMS = ("support", "views")
+SUPPORT_STREAMS = ("support", "views")  # the encoder learner's; kept for existing callers
 Episode = dict[str, Any]
+
+
+def _algorithms():
+  from mta_jax import algorithms  # pylint: disable=import-outside-toplevel  # the table imports us
+  return algorithms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,93 +54,93 @@ class MetaConfig:
   # the dense layers batched matmuls) or "map" (lax.map: episodes one after another inside the
   # same jitted step, plain 2-D matmuls; faster on CPU, see BENCHMARKS.md).
   episode_batching: str = "vmap"
+  # iMAML: strength of the proximal term (λ/2)|θ - φ|² and conjugate-gradient iterations.
+  prox_lambda: float = 1.0
+  cg_steps: int = 10
+
+  @property
+  def algo(self):
+    """This config's row of the algorithm table."""
+    return _algorithms().get(self.algorithm)
 
   @property
   def first_order(self) -> bool:
-    return self.algorithm == "fomaml"
+    return self.algo.first_order
 
   def validate(self) -> None:
-    if self.algorithm not in ALGORITHMS:
-      raise ValueError(f"meta.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+    algo = _algorithms().get(self.algorithm)  # raises with the known names
     if self.episode_batching not in ("vmap", "map"):
       raise ValueError(f"meta.episode_batching must be 'vmap' or 'map', got "
                        f"{self.episode_batching!r}")
     if self.learn_inner_lr not in LR_MODES:
       raise ValueError(f"meta.learn_inner_lr must be one of {LR_MODES}, got "
                        f"{self.learn_inner_lr!r}")
-    if self.inner_steps < 0 or (self.inner_steps == 0 and self.algorithm in ("maml", "fomaml",
-                                                                               "reptile")):
-      raise ValueError(f"meta.inner_steps must be >= 1 for {self.algorithm}, got "
-                       f"{self.inner_steps}")
+    if self.inner_steps < algo.min_inner_steps:
+      raise ValueError(f"meta.inner_steps must be >= {algo.min_inner_steps} for "
+                       f"{self.algorithm}, got {self.inner_steps}")
     if self.inner_lr <= 0:
       raise ValueError(f"meta.inner_lr must be > 0, got {self.inner_lr}")
+    if self.prox_lambda <= 0 or self.cg_steps < 1:
+      raise ValueError(f"meta.prox_lambda must be > 0 and meta.cg_steps >= 1, got "
+                       f"{self.prox_lambda}, {self.cg_steps}")
 
 
 # ---------------------------------------------------------------------------- losses
 
-def _weighted_ce(logits: jax.Array, y: jax.Array, w: jax.Array):
-  """Sum of weighted cross-entropy, sum of weighted hits, sum of weights."""
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-  hit = (jnp.argmax(logits, -1) == y).astype(logits.dtype)
-  return jnp.sum(w * ce), jnp.sum(w * hit), jnp.sum(w)
-
-
-def streams_loss(scorer: Scorer, p: P.Params, episode: Episode, names) -> tuple[jax.Array, jax.Array]:
-  """Weighted mean cross-entropy and accuracy over the named streams of one episode."""
-  tools = scorer.tool_repr(p, episode["tools"]["h"], episode["tools"]["m"])
-  tot_l = tot_h = tot_w = 0.0
-  for name in names:
-    s = episode[name]
-    if s["y"].shape[0] == 0:
-      continue
-    l, h, w = _weighted_ce(scorer.logits(p, s["h"], s["m"], tools), s["y"], s["w"])
-    tot_l, tot_h, tot_w = tot_l + l, tot_h + h, tot_w + w
-  denom = jnp.maximum(tot_w, 1.0)
-  return tot_l / denom, tot_h / denom
+def streams_loss(learner, p: P.Params, episode: Episode, names) -> tuple[jax.Array, jax.Array]:
+  """Weighted mean loss and accuracy over the named streams of one episode."""
+  return as_learner(learner).loss(p, episode, tuple(names))
 
 
 # ---------------------------------------------------------------------------- inner loop
 
-def init_meta(scorer: Scorer, meta_cfg: MetaConfig, key: jax.Array) -> dict:
-  """φ at initialisation: scorer parameters and (Meta-SGD) inner learning rates."""
-  params = scorer.init(key)
-  fast, _ = P.partition(params, scorer.cfg.fast_pattern)
+def init_meta(learner, meta_cfg: MetaConfig, key: jax.Array) -> dict:
+  """φ at initialisation: the learner's parameters and (Meta-SGD) inner learning rates."""
+  learner = as_learner(learner)
+  params = learner.init(key)
+  fast, _ = P.partition(params, learner.fast_pattern)
   lrs = {}
   if meta_cfg.learn_inner_lr == "per_tensor":
     lrs = {k: jnp.full((), meta_cfg.inner_lr, jnp.float32) for k in fast}
   elif meta_cfg.learn_inner_lr == "per_element":
     lrs = {k: jnp.full(v.shape, meta_cfg.inner_lr, jnp.float32) for k, v in fast.items()}
-  if scorer.cfg.proto_head and meta_cfg.learn_inner_lr != "fixed":
+  if learner.episode_init is not None and meta_cfg.learn_inner_lr != "fixed":
     lrs["proto/w"] = jnp.full((), meta_cfg.inner_lr, jnp.float32)
   return {"params": params, "inner_lr": lrs}
 
 
-def _split_fast(scorer: Scorer, meta: dict, episode: Episode):
-  fast, slow = P.partition(meta["params"], scorer.cfg.fast_pattern)
-  if scorer.cfg.proto_head:
-    # Proto-MAML: class weights start as the tools' embeddings (gradient flows into φ).
-    fast["proto/w"] = scorer.embed(meta["params"], episode["tools"]["h"], episode["tools"]["m"])
+def split_fast(learner: Learner, meta: dict, episode: Episode) -> tuple[P.Params, P.Params]:
+  """(θ at its start, the rest): the fast parameters and the learner's per-episode weights."""
+  fast, slow = P.partition(meta["params"], learner.fast_pattern)
+  if learner.episode_init is not None:
+    fast.update(learner.episode_init(meta["params"], episode))
   return fast, slow
 
 
-def adapt(scorer: Scorer, cfg: MetaConfig, meta: dict, episode: Episode,
-          streams=SUPPORT_STREAMS) -> tuple[P.Params, P.Params, dict]:
+def inner_update(cfg: MetaConfig, lrs: dict, f: P.Params, g: P.Params) -> P.Params:
+  """One SGD step of the fast weights with per-tensor/element learned rates where they exist."""
+  return {k: f[k] - (lrs[k] if k in lrs else cfg.inner_lr) * g[k] for k in f}
+
+
+def adapt(learner, cfg: MetaConfig, meta: dict, episode: Episode,
+          streams=None) -> tuple[P.Params, P.Params, dict]:
   """θ = ``inner_steps`` SGD steps on the support streams from φ, as a ``lax.scan``.
 
   Returns ``(fast, slow, metrics)``; ``merge(fast, slow)`` is the adapted parameter set.
   """
-  fast, slow = _split_fast(scorer, meta, episode)
+  learner = as_learner(learner)
+  streams = tuple(streams or learner.support_streams)
+  fast, slow = split_fast(learner, meta, episode)
   lrs = meta["inner_lr"]
 
   def support_loss(f):
-    return streams_loss(scorer, P.merge(f, slow), episode, streams)
+    return learner.loss(P.merge(f, slow), episode, streams)
 
   def step(f, _):
     (loss, acc), g = jax.value_and_grad(support_loss, has_aux=True)(f)
     if cfg.first_order:
       g = jax.lax.stop_gradient(g)
-    f = {k: f[k] - (lrs[k] if k in lrs else cfg.inner_lr) * g[k] for k in f}
-    return f, (loss, acc)
+    return inner_update(cfg, lrs, f, g), (loss, acc)
 
   if cfg.remat:
     step = jax.checkpoint(step)
@@ -146,64 +150,29 @@ def adapt(scorer: Scorer, cfg: MetaConfig, meta: dict, episode: Episode,
   return fast, slow, metrics
 
 
-# ---------------------------------------------------------------------------- episode losses
-
-def episode_loss(scorer: Scorer, cfg: MetaConfig, meta: dict, episode: Episode):
-  """Outer loss of one episode (and metrics), differentiable w.r.t. φ."""
-  if cfg.algorithm == "protonet":
-    return _protonet_loss(scorer, meta, episode)
-  fast, slow, metrics = adapt(scorer, cfg, meta, episode)
+def adapted_outer_loss(learner: Learner, cfg: MetaConfig, fast: P.Params, slow: P.Params,
+                       episode: Episode, metrics: dict):
+  """The query loss of adapted weights, with the optional support metrics after adaptation."""
   adapted = P.merge(fast, slow)
   if cfg.track_adapted_support:
-    after_l, after_a = streams_loss(scorer, jax.lax.stop_gradient(adapted), episode,
-                                    SUPPORT_STREAMS)
+    after_l, after_a = learner.loss(jax.lax.stop_gradient(adapted), episode,
+                                    learner.support_streams)
     metrics.update({"inner/loss_after": after_l, "inner/acc_after": after_a})
-  loss, acc = streams_loss(scorer, adapted, episode, ("query",))
+  loss, acc = learner.loss(adapted, episode, ("query",))
   metrics.update({"outer/loss": loss, "outer/acc": acc})
   return loss, metrics
 
 
-def prototypes(scorer: Scorer, p: P.Params, episode: Episode) -> jax.Array:
-  """(N, H) unit prototypes: mean embedding of each tool's document and its support texts."""
-  n = episode["tools"]["h"].shape[0]
-  total = scorer.embed(p, episode["tools"]["h"], episode["tools"]["m"])
-  count = jnp.ones((n,), total.dtype)
-  for name in SUPPORT_STREAMS:
-    s = episode[name]
-    if s["y"].shape[0] == 0:
-      continue
-    onehot = jax.nn.one_hot(s["y"], n, dtype=total.dtype) * s["w"][:, None]
-    total = total + onehot.T @ scorer.embed(p, s["h"], s["m"])
-    count = count + onehot.sum(0)
-  protos = total / count[:, None]
-  return protos / jnp.maximum(jnp.linalg.norm(protos, axis=-1, keepdims=True), 1e-12)
-
-
-def _protonet_loss(scorer: Scorer, meta: dict, episode: Episode):
-  """ProtoNet: no inner loop; queries are scored against the episode's prototypes."""
-  p = meta["params"]
-  q = episode["query"]
-  l, h, w = _weighted_ce(scorer.logits(p, q["h"], q["m"], prototypes(scorer, p, episode)),
-                         q["y"], q["w"])
-  loss, acc = l / jnp.maximum(w, 1.0), h / jnp.maximum(w, 1.0)
-  return loss, {"outer/loss": loss, "outer/acc": acc}
-
-
-def _reptile_direction(scorer: Scorer, cfg: MetaConfig, meta: dict, episode: Episode):
-  """Reptile: adapt on every labelled stream; the outer 'gradient' is φ_fast - θ."""
-  fast, _, metrics = adapt(scorer, cfg, meta, episode, streams=SUPPORT_STREAMS + ("query",))
-  meta_fast, _ = P.partition(meta["params"], scorer.cfg.fast_pattern)
-  direction = {k: meta_fast[k] - fast[k] for k in meta_fast}
-  metrics.update({"outer/loss": metrics["inner/loss_last_step"], "outer/acc": metrics[
-      "inner/acc_before"]})
-  return direction, metrics
-
-
 # ---------------------------------------------------------------------------- meta level
 
-def meta_loss(scorer: Scorer, cfg: MetaConfig, meta: dict, episodes: Episode):
+def episode_loss(learner, cfg: MetaConfig, meta: dict, episode: Episode):
+  """Outer loss of one episode (and metrics), differentiable w.r.t. φ."""
+  return cfg.algo.episode_loss(as_learner(learner), cfg, meta, episode)
+
+
+def meta_loss(learner, cfg: MetaConfig, meta: dict, episodes: Episode):
   """Mean over the meta-batch of the vmapped ``episode_loss`` (episodes on axis 0)."""
-  one = functools.partial(episode_loss, scorer, cfg)
+  one = functools.partial(episode_loss, as_learner(learner), cfg)
   if cfg.episode_batching == "map":
     losses, metrics = jax.lax.map(lambda ep: one(meta, ep), episodes)
   else:
@@ -211,16 +180,14 @@ def meta_loss(scorer: Scorer, cfg: MetaConfig, meta: dict, episodes: Episode):
   return losses.mean(), jax.tree.map(jnp.mean, metrics)
 
 
-def meta_grad(scorer: Scorer, cfg: MetaConfig, meta: dict, episodes: Episode):
-  """(gradient w.r.t. φ, metrics) for every algorithm (Reptile's is its update direction)."""
-  if cfg.algorithm == "reptile":
-    dirs, metrics = jax.vmap(functools.partial(_reptile_direction, scorer, cfg),
-                             in_axes=(None, 0))(meta, episodes)
-    grads = jax.tree.map(jnp.zeros_like, meta)
-    grads["params"].update(jax.tree.map(lambda d: d.mean(0), dirs))
-    return grads, jax.tree.map(jnp.mean, metrics)
+def meta_grad(learner, cfg: MetaConfig, meta: dict, episodes: Episode):
+  """(gradient w.r.t. φ, metrics): the algorithm's own rule (Reptile's update direction, SFT's
+  plain gradient) or the gradient of ``meta_loss``."""
+  learner = as_learner(learner)
+  if cfg.algo.meta_grad is not None:
+    return cfg.algo.meta_grad(learner, cfg, meta, episodes)
   (_, metrics), grads = jax.value_and_grad(
-      functools.partial(meta_loss, scorer, cfg), has_aux=True)(meta, episodes)
+      functools.partial(meta_loss, learner, cfg), has_aux=True)(meta, episodes)
   return grads, metrics
 
 
@@ -250,32 +217,32 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
           {"params": "params", "inner_lr": "inner_lr"}))
 
 
-def init_train_state(scorer: Scorer, meta_cfg: MetaConfig, optimizer, key: jax.Array) -> dict:
+def init_train_state(learner, meta_cfg: MetaConfig, optimizer, key: jax.Array) -> dict:
   """The train state: trainable φ, frozen parameters, optimiser state, step counter."""
-  meta = init_meta(scorer, meta_cfg, key)
-  trainable, frozen = P.partition(meta["params"], scorer.trainable_pattern())
+  learner = as_learner(learner)
+  meta = init_meta(learner, meta_cfg, key)
+  trainable, frozen = split_trainable(learner, meta["params"])
   meta = {"params": trainable, "inner_lr": meta["inner_lr"]}
   return {"meta": meta, "frozen": frozen, "opt": optimizer.init(meta),
           "step": jnp.zeros((), jnp.int32)}
 
 
-def full_meta(state: dict) -> dict:
-  """φ with the frozen parameters merged back in (what the scorer functions take)."""
-  return {"params": P.merge(state["meta"]["params"], state["frozen"]),
-          "inner_lr": state["meta"]["inner_lr"]}
+def full_meta(state: dict, constants: P.Params | None = None) -> dict:
+  """φ with the frozen parameters (and any learner constants) merged back in."""
+  return full_params(state, constants)
 
 
-def meta_train_step_fn(scorer: Scorer, meta_cfg: MetaConfig, optimizer) -> Callable:
-  """The un-jitted ``step(state, episodes, key) -> (state, metrics)``."""
+def meta_train_step_fn(learner, meta_cfg: MetaConfig, optimizer) -> Callable:
+  """The un-jitted ``step(state, episodes, key, constants) -> (state, metrics)``."""
+  learner = as_learner(learner)
   meta_cfg.validate()
+  _algorithms().check_learner(meta_cfg.algo, learner)
 
-  def step(state, episodes, key):
+  def step(state, episodes, key, constants=None):
     del key  # Deterministic; the key is in the signature for stochastic variants (dropout).
-    frozen = state["frozen"]
-    full = {"params": P.merge(state["meta"]["params"], frozen),
-            "inner_lr": state["meta"]["inner_lr"]}
-    grads_full, metrics = meta_grad(scorer, meta_cfg, full, episodes)
-    # Only the trainable part of φ has optimiser state; frozen parameters' gradients are dropped.
+    full = full_params(state, constants)
+    grads_full, metrics = meta_grad(learner, meta_cfg, full, episodes)
+    # Only the trainable part of φ has optimiser state; other gradients are dropped.
     grads = {"params": {k: grads_full["params"][k] for k in state["meta"]["params"]},
              "inner_lr": grads_full["inner_lr"]}
     updates, opt = optimizer.update(grads, state["opt"], state["meta"])
@@ -286,41 +253,53 @@ def meta_train_step_fn(scorer: Scorer, meta_cfg: MetaConfig, optimizer) -> Calla
     if meta["inner_lr"]:
       metrics["inner/lr_mean"] = jnp.mean(jnp.stack(
           [jnp.mean(v) for v in meta["inner_lr"].values()]))
-    return {"meta": meta, "frozen": frozen, "opt": opt, "step": state["step"] + 1}, metrics
+    return {"meta": meta, "frozen": state["frozen"], "opt": opt,
+            "step": state["step"] + 1}, metrics
 
   return step
 
 
-def make_meta_train_step(scorer: Scorer, meta_cfg: MetaConfig, optimizer,
+def make_meta_train_step(learner, meta_cfg: MetaConfig, optimizer,
                          mesh: jax.sharding.Mesh | None = None) -> Callable:
   """``step(state, episodes, key) -> (state, metrics)``, jitted once, state donated.
 
-  With a ``mesh``, the episode axis of ``episodes`` is sharded over the mesh's ``"episodes"``
-  axis and the state is replicated: XLA inserts the cross-device mean of the gradients.
+  The learner's constants (e.g. the LLM's base weights) are passed to the jitted function as an
+  argument on every call, never baked into the program. With a ``mesh``, the episode axis of
+  ``episodes`` is sharded over the mesh's ``"episodes"`` axis and the state is replicated: XLA
+  inserts the cross-device mean of the gradients.
   """
-  step = meta_train_step_fn(scorer, meta_cfg, optimizer)
+  learner = as_learner(learner)
+  step = meta_train_step_fn(learner, meta_cfg, optimizer)
+  constants = learner.constants or None
   if mesh is None:
-    return jax.jit(step, donate_argnums=(0,))
-  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("episodes"))
-  return jax.jit(step, donate_argnums=(0,), in_shardings=(rep, shard, rep),
-                 out_shardings=(rep, rep))
+    jitted = jax.jit(step, donate_argnums=(0,))
+  else:
+    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("episodes"))
+    jitted = jax.jit(step, donate_argnums=(0,),
+                     in_shardings=(rep, shard, rep) + ((rep,) if constants else ()),
+                     out_shardings=(rep, rep))
+  if constants is None:
+    return jitted
+  return lambda state, episodes, key: jitted(state, episodes, key, constants)
 
 
-def make_predict(scorer: Scorer, meta_cfg: MetaConfig) -> Callable:
-  """``predict(meta, episodes) -> (E, Q, N) logits`` of the query stream after adaptation."""
+# ---------------------------------------------------------------------------- prediction
 
-  def one(meta, episode):
-    if meta_cfg.algorithm == "protonet":
-      p = meta["params"]
-      protos = prototypes(scorer, p, episode)
-      return scorer.logits(p, episode["query"]["h"], episode["query"]["m"], protos)
-    if meta_cfg.inner_steps == 0:
-      p = meta["params"]
-    else:
-      fast, slow, _ = adapt(scorer, meta_cfg, meta, episode)
-      p = P.merge(fast, slow)
-    tools = scorer.tool_repr(p, episode["tools"]["h"], episode["tools"]["m"])
-    return scorer.logits(p, episode["query"]["h"], episode["query"]["m"], tools)
+def predict_state(learner, cfg: MetaConfig, meta: dict, episode: Episode):
+  """(parameters, class representations) with which the algorithm scores an episode's queries:
+  after the inner loop (MAML family), from prototypes (ProtoNet) or as is (SFT, 0 steps)."""
+  return cfg.algo.predict_state(as_learner(learner), cfg, meta, episode)
 
-  return jax.jit(jax.vmap(one, in_axes=(None, 0)))
+
+def predict_one(learner, cfg: MetaConfig, meta: dict, episode: Episode) -> jax.Array:
+  """(Q, N) logits of one episode's query stream after the algorithm's test-time adaptation."""
+  learner = as_learner(learner)
+  params, classes = predict_state(learner, cfg, meta, episode)
+  return learner.stream_logits(params, episode["query"], classes)
+
+
+def make_predict(learner, meta_cfg: MetaConfig) -> Callable:
+  """``predict(meta, episodes) -> (E, Q, N)`` logits of the query stream after adaptation."""
+  learner = as_learner(learner)
+  return jax.jit(jax.vmap(functools.partial(predict_one, learner, meta_cfg), in_axes=(None, 0)))

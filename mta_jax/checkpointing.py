@@ -17,7 +17,6 @@ All Orbax calls of the project live here (``stack.md``: keep Orbax behind one sm
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -30,7 +29,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mta_jax import params as P
 
 LATEST, BEST = "checkpoints", "best"
 WHICH = ("best", "latest")
@@ -175,27 +173,16 @@ def _restore(mgr: ocp.CheckpointManager, step: int, abstract_state: Any | None):
   return state, record
 
 
-# ---------------------------------------------------------------------------- inference
+# ---------------------------------------------------------------------------- reading a run
 
-@dataclasses.dataclass
-class InferenceBundle:
-  """Everything a selector needs to score with a trained run (no optimiser state)."""
-
-  scorer_cfg: Any  # mta_jax.scorer.ScorerConfig
-  meta_cfg: Any  # mta_jax.bilevel.MetaConfig
-  meta: dict  # {"params": flat dict of ALL scorer params (frozen included), "inner_lr": dict}
-  config: dict  # the run's full config, as saved
-  step: int
-
-
-def restore_for_inference(workdir: str | os.PathLike, which: str = "best") -> InferenceBundle:
-  """The best (or latest) checkpoint of a run as an ``InferenceBundle``.
+def restore_newest(workdir: str | os.PathLike, which: str = "best") -> tuple[Any, dict, int]:
+  """(state, record, step) of the best (or latest) checkpoint of a run, verified.
 
   ``which="best"`` falls back to the latest periodic checkpoint when the run has no best one.
   Raises ``CheckpointError`` naming the path and the problem when there is no checkpoint or it
-  is corrupt. Needs no encoder: shapes come from the checkpoint's own metadata.
+  is corrupt. Shapes come from the checkpoint's own metadata (no model needed); what the state
+  means is ``mta_jax.inference``'s business.
   """
-  from mta_jax import run_config  # pylint: disable=import-outside-toplevel  # config -> dataclasses
   if which not in WHICH:
     raise ValueError(f"which must be one of {WHICH}, got {which!r}")
   root = pathlib.Path(workdir).absolute()
@@ -213,11 +200,7 @@ def restore_for_inference(workdir: str | os.PathLike, which: str = "best") -> In
       state, record = _restore(mgr, step, None)
     finally:
       mgr.close()
-    config = record.get("config")
-    if not isinstance(config, dict):
+    if not isinstance(record.get("config"), dict):
       raise CheckpointError(f"checkpoint {folder / str(step)} holds no run config")
-    scorer_cfg, meta_cfg = run_config.model_configs(config)
-    meta = {"params": P.merge(state["meta"]["params"], state["frozen"]),
-            "inner_lr": dict(state["meta"]["inner_lr"])}
-    return InferenceBundle(scorer_cfg, meta_cfg, meta, config, int(step))
+    return state, record, int(step)
   raise CheckpointError(f"no checkpoint in {root} (looked for {' and '.join(order)}/<step>/)")

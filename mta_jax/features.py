@@ -122,8 +122,8 @@ def text_cache(ds: ToolDataset, spec: FeatureSpec, cache_dir: str | os.PathLike,
       shutil.rmtree(folder, ignore_errors=True)
   if arrays is None:
     if encoder is None:
-      from mta_jax.models import TextEncoder  # pylint: disable=import-outside-toplevel
-      encoder = TextEncoder.pretrained()
+      from mta_jax.models import registry  # pylint: disable=import-outside-toplevel
+      encoder = registry.load()
     logging.info("features: computing %s (%d queries, %d documents)", key, len(ds.queries),
                  len(texts))
     q_h, q_m = _compute(encoder, [q.text for q in ds.queries], spec, spec.q_len, progress)

@@ -15,10 +15,9 @@ from typing import Any, Mapping
 import ml_collections
 import numpy as np
 
-from mta_jax import baselines, bilevel, data, episodes, features
+from mta_jax import algorithms, bilevel, data, episodes, features
+from mta_jax.models.registry import BACKBONES
 from mta_jax.scorer import ADAPT_PATTERNS, ScorerConfig
-
-TRAIN_ALGORITHMS = bilevel.ALGORITHMS + ("sft",)
 
 def _get(cfg: Mapping[str, Any], key: str) -> dict:
   sub = cfg[key]
@@ -26,18 +25,20 @@ def _get(cfg: Mapping[str, Any], key: str) -> dict:
 
 
 def model_configs(config: Mapping[str, Any]) -> tuple[ScorerConfig, bilevel.MetaConfig]:
-  """(ScorerConfig, MetaConfig used for prediction) from a run config (ConfigDict or dict).
+  """(ScorerConfig or None, MetaConfig) from a run config (ConfigDict or dict).
 
-  SFT has no inner loop: its prediction config is ``baselines.NO_ADAPT`` (``inner_steps=0``).
+  The algorithm's fixed values (``algorithms.Algorithm.fixed``: SFT has no inner loop, so
+  ``inner_steps=0``) replace the config's.
   """
-  s = _get(config, "scorer")
-  if "lora_targets" in s:
-    s["lora_targets"] = tuple(s["lora_targets"])
-  names = {f.name for f in dataclasses.fields(ScorerConfig)}
-  scorer_cfg = ScorerConfig(**{k: v for k, v in s.items() if k in names})
+  scorer_cfg = None  # runs of learners without the encoder scorer (the LLM) have no section
+  if "scorer" in config:
+    s = _get(config, "scorer")
+    if "lora_targets" in s:
+      s["lora_targets"] = tuple(s["lora_targets"])
+    names = {f.name for f in dataclasses.fields(ScorerConfig)}
+    scorer_cfg = ScorerConfig(**{k: v for k, v in s.items() if k in names})
   m = _get(config, "meta")
-  if m["algorithm"] == "sft":
-    return scorer_cfg, baselines.NO_ADAPT
+  m.update(dict(algorithms.get(m["algorithm"]).fixed))
   names = {f.name for f in dataclasses.fields(bilevel.MetaConfig)}
   return scorer_cfg, bilevel.MetaConfig(**{k: v for k, v in m.items() if k in names})
 
@@ -58,7 +59,8 @@ _BOUNDS.update({k: (">=", 0) for k in ("episodes.k_shot", "episodes.n_views", "f
                                        "optim.lr", "optim.lr_of_inner_lr")})
 _BOUNDS.update({"episodes.n_way": (">=", 2), "eval.n_way": (">=", 2),
                 "optim.clip_norm": (">", 0), "scorer.temperature": (">", 0)})
-_CHOICES = {"meta.algorithm": TRAIN_ALGORITHMS, "meta.learn_inner_lr": bilevel.LR_MODES,
+_CHOICES = {"meta.algorithm": algorithms.names(), "scorer.backbone": tuple(BACKBONES),
+            "meta.learn_inner_lr": bilevel.LR_MODES,
             "dataset": data.KNOWN, "episodes.mode": ("sd", "cd"), "eval.mode": ("sd", "cd")}
 
 
@@ -82,8 +84,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   typo fails in a second instead of after the encoder and the feature cache.
   """
   for key, options in _CHOICES.items():
-    if key == "meta.learn_inner_lr" and config.meta.algorithm == "sft":
-      continue
+    if key == "meta.learn_inner_lr" and config.meta.algorithm in algorithms.TABLE and dict(
+        algorithms.get(config.meta.algorithm).fixed).get("learn_inner_lr"):
+      continue  # the algorithm fixes it
     value = _at(config, key)
     if value not in options:
       raise ConfigError(f"config.{key} must be one of {', '.join(options)}, got {value!r}"
@@ -111,13 +114,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.episodes.n_views={config.episodes.n_views} is more than the "
                       f"config.features.n_views={config.features.n_views} views cached per tool")
   # The components' own checks (their messages start with the config section's name).
-  from mta_jax.models.bert import BertConfig  # pylint: disable=import-outside-toplevel
-  num_layers = BertConfig().num_layers
+  from mta_jax.models import registry  # pylint: disable=import-outside-toplevel
+  num_layers = registry.get(config.scorer.backbone).config().num_layers
   try:
     scorer_cfg, meta_cfg = model_configs(config)
     scorer_cfg.validate(num_layers)
-    if config.meta.algorithm != "sft":
-      meta_cfg.validate()
+    meta_cfg.validate()
     feature_spec(config, num_layers).validate(num_layers)
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config.{e}") from None
@@ -140,7 +142,7 @@ def validate_data(config: ml_collections.ConfigDict, ds: data.ToolDataset) -> No
         "evaluation only)")
   _, main_doc, view_rows = ds.documents(config.features.n_views)
   pool = ds.pool(train_tools, main_doc, view_rows, query_split="train")
-  if config.meta.algorithm == "sft":
+  if not algorithms.get(config.meta.algorithm).episodic:
     if pool.n_queries.sum() == 0:
       raise ConfigError(f"config.dataset={ds.name!r}: its training tools have no queries")
     return

@@ -41,6 +41,7 @@ class ScorerConfig:
 
   n_top: int = 1
   adapt: str = "top+head"
+  backbone: str = "minilm-l6"  # a name of mta_jax.models.registry.BACKBONES
   head: bool = True
   proto_head: bool = False
   temperature: float = 0.05

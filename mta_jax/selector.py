@@ -178,8 +178,9 @@ class ToolSelector:
                 cfg: SelectorConfig | None = None,
                 encoder: TextEncoder | None = None) -> "ToolSelector":
     """A selector from meta-parameters ``{"params": flat dict of all scorer params,
-    "inner_lr": dict}`` on the pretrained encoder (pass ``encoder`` to share one)."""
-    encoder = encoder or TextEncoder.pretrained()
+    "inner_lr": dict}`` on the config's backbone (pass ``encoder`` to share one)."""
+    from mta_jax.models import registry  # pylint: disable=import-outside-toplevel
+    encoder = encoder or registry.load(scorer_cfg.backbone)
     return cls(encoder, Scorer(scorer_cfg, encoder.model), meta_cfg, meta,
                cfg or SelectorConfig())
 
@@ -197,10 +198,10 @@ class ToolSelector:
            encoder: TextEncoder | None = None) -> "ToolSelector":
     """A meta-trained selector from a training workdir (``checkpointing.CheckpointError`` if
     it holds no intact checkpoint or one that does not fit its config)."""
-    from mta_jax import checkpointing  # pylint: disable=import-outside-toplevel
+    from mta_jax import checkpointing, inference  # pylint: disable=import-outside-toplevel
     if not pathlib.Path(checkpoint_dir).is_dir():
       raise checkpointing.CheckpointError(f"{checkpoint_dir}: checkpoint folder does not exist")
-    bundle = checkpointing.restore_for_inference(checkpoint_dir, which=which)
+    bundle = inference.restore_for_inference(checkpoint_dir, which=which)
     cfg = cfg or SelectorConfig(n_views=_config_n_views(bundle.config, SelectorConfig.n_views))
     try:
       return cls.from_meta(bundle.scorer_cfg, bundle.meta_cfg, bundle.meta, cfg, encoder)

@@ -11,7 +11,6 @@ import numpy as np
 from flax import nnx
 
 from mta_jax import bilevel
-from mta_jax import params as P
 from mta_jax.models import TextEncoder, bert, tokenizer as tok_lib
 from mta_jax.scorer import Scorer
 
@@ -71,27 +70,17 @@ def score_program(encoder: TextEncoder, scorer: Scorer):
 def adapt_program(encoder: TextEncoder, scorer: Scorer, meta_cfg: bilevel.MetaConfig):
   """jit ``(meta, episode) -> (adapted params, (N, H) tool representations)``.
 
-  Mirrors ``bilevel.make_predict``: ProtoNet uses prototypes; otherwise ``inner_steps`` of the
-  inner loop on the episode's labelled streams, unless nothing is adaptable.
+  Exactly the evaluator's prediction (``bilevel.predict_state``: the algorithm's row of
+  ``mta_jax.algorithms`` decides: the inner loop, prototypes, or no adaptation), so the selector
+  never predicts differently from evaluation.
   """
   key = ("adapt", encoder.graphdef, scorer.cfg, meta_cfg)
   if key in _PROGRAMS:
     return _PROGRAMS[key]
-  fast_keys = bool(scorer.cfg.proto_head) or bool(
-      P.partition(jax.eval_shape(scorer.init, jax.random.key(0)), scorer.cfg.fast_pattern)[0])
+  learner = bilevel.as_learner(scorer)
 
   def fn(meta, episode):
-    tools = episode["tools"]
-    if meta_cfg.algorithm == "protonet":
-      p = meta["params"]
-      reprs = bilevel.prototypes(scorer, p, episode)
-    else:
-      if meta_cfg.inner_steps > 0 and fast_keys:
-        fast, slow, _ = bilevel.adapt(scorer, meta_cfg, meta, episode)
-        p = P.merge(fast, slow)
-      else:
-        p = meta["params"]
-      reprs = scorer.tool_repr(p, tools["h"], tools["m"])
+    p, reprs = bilevel.predict_state(learner, meta_cfg, meta, episode)
     # Per-toolbox class weights live in the tool matrix; dropping them keeps the query
     # function's parameter shapes independent of the toolbox size (one compile).
     return {k: v for k, v in p.items() if not k.startswith("proto/")}, reprs

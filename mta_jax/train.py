@@ -1,5 +1,7 @@
-"""The training loop of every trained row: MTA (second-order MAML), FOMAML, Reptile, ProtoNet
-and SFT, as one library function ``train(config, workdir)`` over an ``ml_collections`` config.
+"""The training loop of every trained row, as one library function ``train(config, workdir)`` over
+an ``ml_collections`` config: every algorithm of ``mta_jax.algorithms`` (MTA = second-order MAML,
+FOMAML, Reptile, ProtoNet, iMAML, SFT) for every learner (the encoder scorer here, the LLM's
+LoRA in ``mta_jax.llm.trainer``; ``config.learner`` picks the set-up, default ``encoder``).
 
 Guarantees (tested in ``tests/test_train.py`` and ``tests/test_meta_train_e2e.py``):
 - **Resume, bit for bit.** The data of step ``s`` comes from ``numpy.random.default_rng((seed,
@@ -20,6 +22,7 @@ Fault injection for tests: ``MTA_FAULT_KILL_AT_STEP=k`` SIGKILLs the process rig
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -27,14 +30,17 @@ import os
 import pathlib
 import signal
 import time
+from typing import Any, Callable
 
 import jax
 import ml_collections
 import numpy as np
 
-from mta_jax import baselines, bilevel, checkpointing, episodes, features, metrics_log
+from mta_jax import algorithms, baselines, bilevel, checkpointing, episodes, features, inference
+from mta_jax import metrics_log
 from mta_jax import params as P
 from mta_jax import run_eval
+from mta_jax.learner import Learner
 from mta_jax.run_config import (episode_spec, feature_spec, load_dataset, model_configs,
                                 optim_config, validate, validate_data)
 
@@ -97,7 +103,7 @@ def _is_main_thread() -> bool:
 
 def _init_from(state: dict, workdir: str) -> dict:
   """Copies another run's best meta-parameters (matching names and shapes) into ``state``."""
-  bundle = checkpointing.restore_for_inference(workdir, "best")
+  bundle = inference.restore_for_inference(workdir, "best")
   taken = []
   for part, src in (("meta", bundle.meta["params"]), ("frozen", bundle.meta["params"])):
     dst = state["meta"]["params"] if part == "meta" else state["frozen"]
@@ -112,51 +118,105 @@ def _init_from(state: dict, workdir: str) -> dict:
   return state
 
 
-# ---------------------------------------------------------------------------- train
+# ---------------------------------------------------------------------------- set-ups
 
-def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
-  """Trains (or resumes) the run described by ``config`` in ``workdir``; returns a summary."""
-  # ---------------------------------------------------------------- logging & workdir
-  validate(config)
-  workdir = checkpointing.check_workdir(workdir)
-  # The data is read (texts only) and checked against the config before the encoder loads and
-  # the features are computed: a bad N or K fails in seconds, not after minutes of encoding.
+@dataclasses.dataclass
+class Setup:
+  """What a learner's set-up hands the training loop (everything model- and data-specific).
+
+  ``sample(rng)`` is the batch of one step (its only randomness is ``rng``, which the loop draws
+  from (seed, step): that is what makes resume bit-exact); ``validate(state)`` is the validation
+  accuracy that picks the best checkpoint.
+  """
+
+  learner: Learner
+  meta_cfg: bilevel.MetaConfig
+  optimizer: Any
+  sample: Callable[[np.random.Generator], Any]
+  validate: Callable[[dict], float]
+  steps: int  # total training steps
+
+
+def encoder_setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Setup:
+  """The encoder rows: cached lower-layer features, episodes (or SFT batches) of train tools,
+  validation on the validation tools' 5-way SD tasks."""
   ds = load_dataset(config.dataset, config.data_dir)
-  validate_data(config, ds)
-  cfg_dict = json.loads(config.to_json())
-  logging.info("workdir: %s\nconfig:\n%s", workdir, config)
-  logging.info("seed: %d", config.seed)
-  (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=2, sort_keys=True))
-
-  # ---------------------------------------------------------------- data & cached features
-  from mta_jax.models import TextEncoder  # pylint: disable=import-outside-toplevel
-  encoder = TextEncoder.pretrained()
+  validate_data(config, ds)  # before the encoder loads: a bad N or K fails in seconds
+  from mta_jax.models import registry  # pylint: disable=import-outside-toplevel
+  scorer_cfg, meta_cfg = model_configs(config)
+  encoder = registry.load(scorer_cfg.backbone)
   cache_dir = config.cache_dir or str(workdir / "features")
   cache = features.text_cache(ds, feature_spec(config, encoder.cfg.num_layers), cache_dir,
                               encoder)
   dev_cache = jax.device_put(cache.arrays())
   train_tools = ds.tool_indices("train")
   pool = ds.pool(train_tools, cache.main_doc, cache.view_rows, query_split="train")
-  algo = config.meta.algorithm
+  algo = algorithms.get(config.meta.algorithm)
   spec = episode_spec(config)
-  if algo != "sft":
+  if algo.episodic:
     spec.validate(pool)
   val_split = run_eval.split_for(ds, "validation", distractors_from=("train",))
   logging.info("data: %s, %d train tools / %d queries, %d validation tools", ds.name,
                len(train_tools), int(pool.n_queries.sum()), len(val_split.scored_tools))
-
-  # ---------------------------------------------------------------- model & optimizer
-  scorer_cfg, meta_cfg = model_configs(config)
   from mta_jax.scorer import Scorer  # pylint: disable=import-outside-toplevel
   scorer = Scorer(scorer_cfg, encoder.model)
-  optimizer = bilevel.make_optimizer(optim_config(config))
+  learner = bilevel.as_learner(scorer)
+  eval_spec = run_eval.EvalSpec(seeds=tuple(range(config.eval.seeds)), n_way=config.eval.n_way,
+                                n_views=config.features.n_views, batch=config.eval.batch)
+  bind = run_eval.model_scorer(learner, meta_cfg, cache.arrays())
+
+  def sample(rng):
+    if algo.episodic:
+      idx = episodes.sample_episodes(rng, pool, spec, config.episodes.batch)
+    else:
+      idx = baselines.sample_sft_batch(rng, pool, config.sft.batch)
+    return episodes.gather_jit(dev_cache, {k: idx[k] for k in ("tools", "support", "views",
+                                                                 "query")})
+
+  def validate_state(st) -> float:
+    res = run_eval.protocol(bind(bilevel.full_meta(st)), ds, val_split, config.eval.mode, 0,
+                            eval_spec, cache.main_doc, cache.view_rows)
+    return res["mean"]
+
+  return Setup(learner, meta_cfg, bilevel.make_optimizer(optim_config(config)), sample,
+               validate_state, config.total_steps)
+
+
+def _llm_setup(config, workdir):
+  from mta_jax.llm import trainer  # pylint: disable=import-outside-toplevel
+  return trainer.setup(config, workdir)
+
+
+SETUPS: dict[str, Callable[[ml_collections.ConfigDict, pathlib.Path], Setup]] = {
+    "encoder": encoder_setup, "llm": _llm_setup}
+
+
+# ---------------------------------------------------------------------------- train
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
+  """Trains (or resumes) the run described by ``config`` in ``workdir``; returns a summary."""
+  # ---------------------------------------------------------------- config & workdir
+  kind = config.get("learner", "encoder")
+  if kind not in SETUPS:
+    from mta_jax.run_config import ConfigError, did_you_mean  # pylint: disable=import-outside-toplevel
+    raise ConfigError(f"config.learner must be one of {', '.join(SETUPS)}, got {kind!r}"
+                      f"{did_you_mean(kind, SETUPS)}")
+  if kind == "encoder":
+    validate(config)
+  workdir = checkpointing.check_workdir(workdir)
+  setup = SETUPS[kind](config, workdir)  # reads and checks the data first, then the model
+  cfg_dict = json.loads(config.to_json_best_effort())
+  logging.info("workdir: %s\nconfig:\n%s", workdir, config)
+  logging.info("seed: %d", config.seed)
+  (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=2, sort_keys=True))
+  learner, meta_cfg, optimizer = setup.learner, setup.meta_cfg, setup.optimizer
+  algo = meta_cfg.algorithm
+
+  # ---------------------------------------------------------------- model & optimizer
   root_key = jax.random.key(config.seed)
-  init_fn = lambda key: bilevel.init_train_state(scorer, meta_cfg, optimizer, key)
+  init_fn = lambda key: bilevel.init_train_state(learner, meta_cfg, optimizer, key)
   abstract = jax.eval_shape(init_fn, root_key)
-  if algo == "sft":
-    step_fn = baselines.make_sft_step(scorer, optimizer)
-  else:
-    step_fn = bilevel.make_meta_train_step(scorer, meta_cfg, optimizer)
+  step_fn = bilevel.make_meta_train_step(learner, meta_cfg, optimizer)
   state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract))
   checkpointing.check_workdir(workdir, need_bytes=int(state_bytes * (config.keep_ckpts + 2)))
 
@@ -170,23 +230,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
     logging.info("resumed from %s at step %d", ckpts.latest.directory, record["step"])
   else:
     state = init_fn(root_key)
-    if config.init_from:
+    if config.get("init_from"):
       state = _init_from(state, config.init_from)
     else:
-      logging.info("initialised from the pretrained encoder")
+      logging.info("initialised from the pretrained %s", learner.name)
   start = int(state["step"])
   logging.info("parameters:\n%s", P.overview(bilevel.full_meta(state)["params"]))
-
-  # ---------------------------------------------------------------- evaluation
-  eval_spec = run_eval.EvalSpec(seeds=tuple(range(config.eval.seeds)), n_way=config.eval.n_way,
-                                n_views=config.features.n_views, batch=config.eval.batch)
-  bind = run_eval.model_scorer(scorer, meta_cfg, cache.arrays())
-
-  def validate_state(st) -> float:
-    res = run_eval.protocol(bind(bilevel.full_meta(st)), ds, val_split, config.eval.mode, 0,
-                            eval_spec, cache.main_doc, cache.view_rows)
-    return res["mean"]
-
   # ---------------------------------------------------------------- loop
   writer = metrics_log.MetricWriter(workdir, resume_step=start)
   kill_at = int(os.environ.get("MTA_FAULT_KILL_AT_STEP", "-1"))
@@ -206,24 +255,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
     pending.clear()
 
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-  bar = tqdm(total=config.total_steps, initial=start, desc=f"train {algo}", unit="step",
+  total = setup.steps
+  bar = tqdm(total=total, initial=start, desc=f"train {algo}", unit="step",
              dynamic_ncols=True, disable=not config.progress)
   t0, n0 = time.perf_counter(), start
   try:
     with _SignalFlag() as sig:
-      for i in range(start, config.total_steps):
-        rng = np.random.default_rng([config.seed, i])
-        if algo == "sft":
-          idx = baselines.sample_sft_batch(rng, pool, config.sft.batch)
-        else:
-          idx = episodes.sample_episodes(rng, pool, spec, config.episodes.batch)
-        feats = episodes.gather_jit(dev_cache, {k: idx[k] for k in ("tools", "support",
-                                                                      "views", "query")})
-        state, metrics = step_fn(state, feats, jax.random.fold_in(root_key, i))
+      for i in range(start, total):
+        batch = setup.sample(np.random.default_rng([config.seed, i]))
+        state, metrics = step_fn(state, batch, jax.random.fold_in(root_key, i))
         step = i + 1
         pending.append((step, metrics))
         bar.update(1)
-        last = step == config.total_steps
+        last = step == total
         if step % config.log_every == 0 or last:
           rate = (step - n0) / max(time.perf_counter() - t0, 1e-9)
           pending[-1] = (step, dict(pending[-1][1], steps_per_s=rate))
@@ -231,7 +275,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
           bar.set_postfix(loss=f"{summary['outer/loss']:.3f}", acc=f"{summary['outer/acc']:.3f}")
         if step % config.eval_every == 0 or last:
           flush()
-          acc = validate_state(state)
+          acc = setup.validate(state)
           if acc > book["best_val"]:
             book.update(best_val=acc, best_step=step)
             ckpts.save(step, state, {"config": cfg_dict, "train": book}, best=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mta_jax import bilevel, checkpointing, params as P, synthetic
+from mta_jax import bilevel, checkpointing, inference, params as P, synthetic
 from mta_jax.models import bert
 from mta_jax.scorer import Scorer, ScorerConfig
 
@@ -112,7 +112,7 @@ def test_restore_for_inference_returns_all_params_and_prefers_best(tmp_path):
   ck.save(2, best, {"config": CONFIG}, best=True)
   ck.wait()
   ck.close()
-  b = checkpointing.restore_for_inference(tmp_path)  # which="best"
+  b = inference.restore_for_inference(tmp_path)  # which="best"
   assert b.step == 2 and b.config == CONFIG
   assert b.scorer_cfg == ScorerConfig(n_top=1, adapt="head", train_top=False, temperature=0.5)
   assert b.meta_cfg.learn_inner_lr == "per_tensor" and b.meta_cfg.inner_steps == 2
@@ -120,13 +120,13 @@ def test_restore_for_inference_returns_all_params_and_prefers_best(tmp_path):
   assert set(b.meta["params"]) == set(full["params"])  # frozen top layers included
   assert state["frozen"] and set(state["frozen"]) <= set(b.meta["params"])
   assert _equal(b.meta, full)
-  latest = checkpointing.restore_for_inference(tmp_path, "latest")
+  latest = inference.restore_for_inference(tmp_path, "latest")
   assert latest.step == 4 and _equal(latest.meta, bilevel.full_meta(state))
 
 
 def test_restore_for_inference_errors_name_the_path(tmp_path):
   with pytest.raises(checkpointing.CheckpointError, match=f"no checkpoint in {tmp_path}"):
-    checkpointing.restore_for_inference(tmp_path)
+    inference.restore_for_inference(tmp_path)
   state, _ = _state()
   ck = checkpointing.Checkpoints(tmp_path, keep=2)
   ck.save(3, state, {"config": CONFIG})
@@ -134,9 +134,9 @@ def test_restore_for_inference_errors_name_the_path(tmp_path):
   ck.close()
   _truncate_biggest_file(tmp_path / "checkpoints" / "3")
   with pytest.raises(checkpointing.CheckpointError, match=r"checkpoints/3 is (unreadable|corrupt)"):
-    checkpointing.restore_for_inference(tmp_path, "latest")
+    inference.restore_for_inference(tmp_path, "latest")
   with pytest.raises(ValueError, match="which must be one of"):
-    checkpointing.restore_for_inference(tmp_path, "newest")
+    inference.restore_for_inference(tmp_path, "newest")
 
 
 def test_check_workdir_reports_unwritable_and_full_disks(tmp_path):

@@ -8,14 +8,14 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
 from mta_jax import bilevel, evaluation
 from mta_jax import params as P
-from mta_jax.llm import llama, lora, meta, run, select, train, weights
+from mta_jax.llm import batches, llama, lora, run, select, weights
+from mta_jax.llm.learner import llm_learner
 from mta_jax.llm.lm import LanguageModel
 from mta_jax.llm.tokenizer import ChatTokenizer
 
@@ -85,21 +85,22 @@ def test_lora_starts_as_the_identity_and_touches_only_attention(llm_small):
 def test_sft_steps_reduce_the_answer_loss(llm_small, mta_ds):
   pcfg = select.PromptConfig(max_description_chars=30)
   rows = mta_ds.query_indices("train")[:4]
-  batch = train.sft_batch(np.random.default_rng(0), llm_small, mta_ds, rows, mta_ds.tool_indices("train"),
-                          2, 4, pcfg)
+  batch = batches.sft_batch(np.random.default_rng(0), llm_small, mta_ds, rows,
+                            mta_ds.tool_indices("train"), 2, 4, pcfg)
+  batch = {"query": jax.tree.map(lambda x: x[None], batch)}  # the trainer's layout: one "episode"
   cfg = lora.LoraConfig(rank=4)
-  ocfg = ml_collections.ConfigDict(dict(lr=3e-3, warmup_steps=1, clip_norm=1.0,
-                                       weight_decay=0.0))
-  opt = train.make_optimizer(ocfg, 10)
-  adapters = lora.init(llm_small.params, cfg, jax.random.key(0))
-  state = {"lora": adapters, "opt": opt.init(adapters), "step": jnp.zeros((), jnp.int32)}
-  step = train.make_sft_step(llm_small, cfg, opt)
+  opt = bilevel.make_optimizer(bilevel.OptimConfig(lr=3e-3, warmup_steps=1, total_steps=10,
+                                                   clip_norm=1.0, weight_decay=0.0))
+  learner = llm_learner(llm_small, cfg, 16)
+  mcfg = bilevel.MetaConfig(algorithm="sft", inner_steps=0)
+  state = bilevel.init_train_state(learner, mcfg, opt, jax.random.key(0))
+  step = bilevel.make_meta_train_step(learner, mcfg, opt)
   losses = []
-  for _ in range(5):
-    state, m = step(state, llm_small.params, batch, 16)
-    losses.append(float(m["loss"]))
+  for i in range(5):
+    state, m = step(state, batch, jax.random.key(i))
+    losses.append(float(m["outer/loss"]))
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.1, losses
-  assert float(jnp.abs(state["lora"]["lora/blocks/q/b"]).max()) > 0
+  assert float(jnp.abs(state["meta"]["params"]["lora/blocks/q/b"]).max()) > 0
 
 
 def _tiny_model():
@@ -119,18 +120,21 @@ def test_mta_lora_meta_gradient_matches_finite_differences():
 
     def stream(n):
       pairs = [(list(rng.integers(3, 500, 6)), list(rng.integers(3, 500, 3))) for _ in range(n)]
-      return jax.tree.map(jnp.asarray, train.pack(pairs, 2, length=16, max_answer=4))
+      return jax.tree.map(jnp.asarray, batches.pack(pairs, 2, length=16, max_answer=4))
 
     episode = {"support": stream(3), "query": stream(2)}
     lcfg = lora.LoraConfig(rank=2, alpha=2.0)
     mcfg = bilevel.MetaConfig(algorithm="maml", inner_steps=2, inner_lr=0.5,
                               learn_inner_lr="per_tensor")
-    phi = meta.init_meta(model.params, lcfg, mcfg, jax.random.key(1))
+    learner = llm_learner(model, lcfg, 4)
+    phi = bilevel.init_meta(learner, mcfg, jax.random.key(1))
     phi = jax.tree.map(lambda x: x.astype(jnp.float64), phi)
     keys = iter(jax.random.split(jax.random.key(2), 64))
     phi["params"] = {k: v + 0.3 * jax.random.normal(next(keys), v.shape, v.dtype)
                      for k, v in phi["params"].items()}
-    f = jax.jit(lambda m: meta.episode_loss(model, lcfg, mcfg, m, model.params, episode, 4)[0])
+    # The core's one episode loss; the base weights are the learner's constants.
+    f = jax.jit(lambda m: bilevel.episode_loss(learner, mcfg, {
+        "params": P.merge(m["params"], model.params), "inner_lr": m["inner_lr"]}, episode)[0])
     g = jax.jit(jax.grad(f))(phi)
     assert float(P.global_norm(g["inner_lr"])) > 0  # the inner rates are meta-learned
     for _ in range(2):
@@ -160,7 +164,7 @@ def test_experiment_smoke_runs_end_to_end(method, tmp_path):
     assert 0.0 <= sd["generate"]["mean"] <= 1.0
   if method == "sft":
     log = summary["train"]["sft"]
-    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["outer/loss"]) for r in log)
   if method == "mta":
     log = summary["train"]["mta"]
     assert [r["step"] for r in log] == [1, 2]

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from mta_jax import checkpointing
+from mta_jax import inference
 
 # pylint: disable-next=wrong-import-order
 from test_train import FEATURE_CACHE, ROOT, write_small_dataset
@@ -79,8 +79,8 @@ def test_kill_resume_corrupt_fallback_then_evaluate_and_report(setup):
   tmp, data_dir, flags, ref_digest = setup
   kill_at = int(np.random.default_rng(7).integers(1, TOTAL))  # a "random" step, reproducibly
   run = _kill_resume_compare(flags, tmp, ref_digest, kill_at)
-  ref_params = checkpointing.restore_for_inference(tmp / "ref", "latest").meta["params"]
-  run_params = checkpointing.restore_for_inference(run, "latest").meta["params"]
+  ref_params = inference.restore_for_inference(tmp / "ref", "latest").meta["params"]
+  run_params = inference.restore_for_inference(run, "latest").meta["params"]
   assert all(np.array_equal(np.asarray(ref_params[k]), np.asarray(run_params[k]))
              for k in ref_params)
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from mta_jax import checkpointing, metrics_log, run_config, train
+from mta_jax import checkpointing, inference, metrics_log, run_config, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FEATURE_CACHE = ROOT / ".jax_cache" / "test_features"
@@ -69,7 +69,7 @@ def data_dir(tmp_path_factory):
 
 
 def _final_state(workdir):
-  bundle = checkpointing.restore_for_inference(workdir, "latest")
+  bundle = inference.restore_for_inference(workdir, "latest")
   return bundle
 
 
@@ -138,7 +138,7 @@ def test_non_finite_loss_stops_naming_step_and_metric_and_keeps_good_checkpoint(
                      r"(\d+)") as err:
     train.train(cfg, tmp_path)
   bad_step = int(str(err.value).split(" at step ")[1].split(";")[0])
-  bundle = checkpointing.restore_for_inference(tmp_path, "latest")
+  bundle = inference.restore_for_inference(tmp_path, "latest")
   assert bundle.step == bad_step - 1  # every step before the bad one was good and saved
   assert all(np.isfinite(np.asarray(v)).all() for v in bundle.meta["params"].values())
 
@@ -178,12 +178,12 @@ def test_tfevents_framing_uses_the_crc32c_check_value():
 
 def test_init_from_takes_another_runs_best_parameters(data_dir, tmp_path):
   train.train(small_config(data_dir, total_steps=3, eval_every=3), tmp_path / "src")
-  src = checkpointing.restore_for_inference(tmp_path / "src", "best")
+  src = inference.restore_for_inference(tmp_path / "src", "best")
   # With zero learning rates the run's parameters stay where init_from put them.
   cfg = small_config(data_dir, total_steps=2, seed=5, init_from=str(tmp_path / "src"))
   cfg.optim.lr = cfg.optim.lr_of_inner_lr = 0.0
   train.train(cfg, tmp_path / "dst")
-  dst = checkpointing.restore_for_inference(tmp_path / "dst", "latest")
+  dst = inference.restore_for_inference(tmp_path / "dst", "latest")
   assert set(dst.meta["params"]) == set(src.meta["params"])
   for k, v in src.meta["params"].items():
     np.testing.assert_array_equal(np.asarray(dst.meta["params"][k]), np.asarray(v))

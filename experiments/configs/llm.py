@@ -30,6 +30,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
 
   c = ml_collections.ConfigDict()
   c.method = method
+  c.learner = "llm"  # mta_jax.train's set-up for the sft and mta methods (mta_jax.llm.trainer)
   c.seed = 0
   c.dataset = "mta_tools"
   c.data_dir = ""  # "": MTA-Tools' committed JSONL; else a TFDS data dir or a JSONL folder
@@ -68,10 +69,18 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   c.sft = ml_collections.ConfigDict(dict(steps=1000, batch_size=16, n_way=5))
   # MTA-LoRA: an episode = n_way train tools, k_shot support and q_query query prompts a tool
   # (all listing the same n_way tools); inner SGD on the LoRA factors, outer loss on the queries.
+  # ``algorithm``: a row of mta_jax.algorithms (``sft`` for LoRA SFT; for MTA-LoRA ``maml`` or
+  # another episodic one: fomaml, reptile, imaml).
   c.meta = ml_collections.ConfigDict(dict(
-      algorithm="maml", inner_steps=1, inner_lr=1e-3, learn_inner_lr="per_tensor",
+      algorithm="sft" if method == "sft" else "maml", inner_steps=1, inner_lr=1e-3,
+      learn_inner_lr="fixed" if method == "sft" else "per_tensor",
       steps=500, meta_batch=4, n_way=5, k_shot=1, q_query=1, mode="sd"))
+  # The trainer's bookkeeping (mta_jax.train): metrics every log_every steps, validation (best
+  # checkpoint) every eval_every, periodic checkpoints every ckpt_every (keep_ckpts kept).
   c.log_every = 10
+  c.eval_every = 100
+  c.ckpt_every = 100
+  c.keep_ckpts = 2
 
   if "gpu" in tokens:
     c.eval.batch_size = 32
@@ -85,6 +94,6 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
     c.sft.update(steps=2, batch_size=2, n_way=2)
     c.meta.update(steps=2, meta_batch=1, n_way=2, k_shot=1, q_query=1)
     c.optim.warmup_steps = 1
-    c.log_every = 1
+    c.log_every = c.eval_every = c.ckpt_every = 1
     c.progress = False
   return c

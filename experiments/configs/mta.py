@@ -6,7 +6,8 @@ and, by ``arg``, the episodic baselines and SFT. Run with:
 
 ``arg`` is a comma-separated list of tokens:
 - ``sd`` / ``cd``: training episodes' candidates from one domain (default) or from all;
-- ``maml`` (MTA, default), ``fomaml``, ``reptile``, ``protonet``, ``sft``: the algorithm;
+- an algorithm of ``mta_jax.algorithms`` (``maml`` = MTA, default; ``fomaml``, ``reptile``,
+  ``protonet``, ``imaml``, ``sft``, and any registered later), with its row's config defaults;
 - ``top``: adapt the top transformer layer and the head (``n_top=1``; GPU-sized), instead of the
   head on frozen sentence embeddings (``n_top=0``; the CPU default, cached once);
 - ``demo``: the `make demo` budget (minutes on a 2-core CPU);
@@ -17,7 +18,9 @@ Flagfiles in ``experiments/flags/`` pick an ``arg`` and carry overrides only.
 
 import ml_collections
 
-ALGORITHMS = ("maml", "fomaml", "reptile", "protonet", "sft")
+from mta_jax import algorithms
+
+ALGORITHMS = algorithms.names()
 
 
 def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
@@ -37,12 +40,13 @@ def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
   c.progress = True
 
   c.scorer = ml_collections.ConfigDict(dict(
-      n_top=0, adapt="head", head=True, proto_head=False, temperature=0.05, train_top=True,
+      backbone="minilm-l6", n_top=0, adapt="head", head=True, proto_head=False, temperature=0.05, train_top=True,
       lora_rank=0, lora_alpha=16.0))
   c.meta = ml_collections.ConfigDict(dict(
       algorithm=algo, inner_steps=3, inner_lr=0.05, learn_inner_lr="per_tensor", remat=False))
-  if algo in ("fomaml", "reptile", "protonet"):
-    c.meta.learn_inner_lr = "fixed"  # MTA's learned rates are part of what is being compared
+  # The algorithm's own defaults (e.g. fixed inner rates for the baselines: MTA's learned rates
+  # are part of what is being compared) and the values it fixes.
+  c.meta.update(dict(algorithms.get(algo).defaults + algorithms.get(algo).fixed))
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, warmup_steps=50, weight_decay=1e-4, clip_norm=1.0, lr_of_inner_lr=1e-3))
   # Training episodes: 5 candidates, adapted on their documentation views (the paper's 0-shot

@@ -19,13 +19,15 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from mta_jax import data, run_config, run_eval
+from mta_jax import algorithms, data, run_config, run_eval
+from mta_jax import params as P
 from mta_jax.llm import lora, select, task_eval
 from mta_jax.llm.lm import LanguageModel
 
 
 ROW_NAMES = {"base": "LLM Base (SmolLM2-135M, prompt)", "sft": "LLM LoRA SFT",
              "mta": "LLM MTA-LoRA"}
+TRAINED = ("sft", "mta")  # methods that train (through mta_jax.train) before evaluating
 
 
 def load_dataset(name: str, data_dir: str) -> data.ToolDataset:
@@ -155,16 +157,21 @@ def run(config, workdir: str | pathlib.Path, command: str = "", commit: str = ""
   lcfg = lora.LoraConfig(rank=config.lora.rank, alpha=config.lora.alpha,
                          targets=tuple(config.lora.targets))
   params, params_for_task, train_log = None, None, {}
-  if config.method == "sft":
-    from mta_jax.llm import train  # pylint: disable=import-outside-toplevel
-    lora_params, train_log = train.train_sft(model, ds, config, pcfg, lcfg)
-    params = lora.apply(model.params, lora_params, lcfg)
-  elif config.method == "mta":
-    from mta_jax.llm import meta  # pylint: disable=import-outside-toplevel
-    meta_params, train_log = meta.train_mta(model, ds, config, pcfg, lcfg)
-    params = lora.apply(model.params, meta_params["params"], lcfg)
-    params_for_task = meta.task_adapter(model, config, pcfg, lcfg, meta_params,
-                                        lambda: selector.ds)
+  if config.method in TRAINED:
+    # LoRA SFT and MTA-LoRA train through the one trainer (checkpoints, bit-exact resume,
+    # SIGTERM save, non-finite stop, metric logs) in this workdir; a rerun resumes or, when
+    # training finished, goes straight to evaluation. The best checkpoint by validation scores.
+    from mta_jax import inference, metrics_log, train  # pylint: disable=import-outside-toplevel
+    train.train(config, workdir)
+    bundle = inference.restore_for_inference(workdir, "best")
+    params = lora.apply(model.params, bundle.meta["params"], lcfg)
+    if algorithms.get(bundle.meta_cfg.algorithm).inner_loop:
+      from mta_jax.llm import meta  # pylint: disable=import-outside-toplevel
+      params_for_task = meta.task_adapter(model, bundle.meta_cfg, config.eval.n_way, pcfg, lcfg,
+                                          bundle.meta, lambda: selector.ds)
+    rows = [r for r in metrics_log.read_jsonl(workdir) if "outer/loss" in r]
+    train_log = {config.method: rows, "checkpoint_step": bundle.step,
+                 "trainable_params": P.count(bundle.meta["params"])}
 
   ecfg = config.eval
   selector = task_eval.TaskSelector(model, ds, pcfg, batch_size=ecfg.batch_size,
