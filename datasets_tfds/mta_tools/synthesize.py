@@ -193,15 +193,41 @@ def load_paraphrase(version: str) -> dict:
     return {"substitutions": [], "openers": {}, "closers": {}}
   rules = json.loads(path.read_text(encoding="utf-8"))
   for r in rules.get("substitutions", []):
+    # A rule written capitalised ("Post") rewrites only that form (an imperative opening a
+    # sentence), never the noun inside one ("a LinkedIn post").
     pattern = r["from"] if r.get("regex") else re.escape(r["from"])
-    r["re"] = re.compile(r"(?<![\w{~'-])" + pattern + r"(?![\w}'-])", re.IGNORECASE)
+    flags = 0 if r["from"][:1].isupper() else re.IGNORECASE
+    r["re"] = re.compile(r"(?<![\w{~'-])" + pattern + r"(?![\w}'-])", flags)
   return rules
+
+
+_CONSONANT_SOUND = ("one", "once", "uni", "use", "usu", "uti", "ubi", "eu", "ur", "ufo")
+_VOWEL_SOUND = ("hour", "honest", "heir")
+
+
+def fix_articles(text: str) -> str:
+  """"a" before a vowel sound becomes "an" and back ("a Excel file", "an wake-up call"): a
+  paraphrase or a slot value can change the word after an article. Acronyms keep theirs."""
+  def sub(m):
+    art, word = m.group(1), m.group(2)
+    low = word.lower()
+    vowel = (low[:1] in "aeio" and not low.startswith(_CONSONANT_SOUND)) or low.startswith(
+        _VOWEL_SOUND)
+    if word[:1].isupper() and word[1:2].isupper():  # URL, UPS, SQL: leave as written
+      return m.group()
+    if low[:1] == "u" and not low.startswith(_CONSONANT_SOUND):
+      vowel = True
+    want = ("an" if vowel else "a")
+    want = want.capitalize() if art[0].isupper() else want
+    return f"{want} {word}"
+  text = re.sub(r"(?:(?<=^)|(?<=[\s(\"']))(a|an) ([A-Za-z][\w'-]*)", sub, text)
+  return re.sub(r"(?:(?<=^)|(?<=[.!?:] ))(A|An) ([A-Za-z][\w'-]*)", sub, text)
 
 
 def _match_case(old: str, new: str) -> str:
   """``new`` with the case of ``old``'s first letter (names and "I" keep theirs)."""
   if old[:1].isupper():
-    return new[:1].upper() + new[1:]
+    return new if old.isupper() and len(old) > 1 else new[:1].upper() + new[1:]
   first = new.split()[0] if new.split() else ""
   if first[1:] != first[1:].lower() or first.split("'")[0] in ("I", "Uber", "Roomba", "Excel"):
     return new
@@ -216,7 +242,8 @@ def paraphrase(template: str, style: str, rules: dict, rng: random.Random,
   closer."""
   pieces = re.split(r"(\{~?\w+\})", template)
   for r in rules["substitutions"]:
-    if style in r.get("skip_styles", ()) or ("tools" in r and tool not in r["tools"]):
+    if (style in r.get("skip_styles", rules.get("skip_styles", ())) or tool in
+        r.get("skip_tools", ()) or ("tools" in r and tool not in r["tools"])):
       continue
     hits = [i for i, piece in enumerate(pieces) if not piece.startswith("{") and
             r["re"].search(piece)]
@@ -289,9 +316,13 @@ def synthesize_tool_v11(tool: dict, pools: dict, n_pairs: int, seen_queries: set
   rng = random.Random(_seed("pairs-1.1.0", tool["name"]))
   templates = tool["templates"]
   # Requests that name the goal, not the action, come up more often: an indirect template
-  # enters the cycle ``indirect_weight`` times.
+  # enters the cycle ``indirect_weight`` times (a fractional part: that share of the tool's
+  # indirect templates, seeded, enters once more).
+  weight = rules.get("indirect_weight", 1)
+  indirect = [i for i, t in enumerate(templates) if t["style"] == "indirect"]
+  extra = rng.sample(indirect, round((weight - int(weight)) * len(indirect)))
   order = [i for i, t in enumerate(templates)
-           for _ in range(rules.get("indirect_weight", 1) if t["style"] == "indirect" else 1)]
+           for _ in range(int(weight) if t["style"] == "indirect" else 1)] + extra
   rng.shuffle(order)
   out = []
   k = 0
@@ -310,7 +341,8 @@ def synthesize_tool_v11(tool: dict, pools: dict, n_pairs: int, seen_queries: set
       entries = draw(text, {**tool.get("slots", {}), **templates[t_idx].get("slots", {})},
                      pools, rng)
       clean, args = render(text, entries)
-      query = render(typo_text, entries)[0] if typo_text else clean
+      clean = fix_articles(clean)
+      query = fix_articles(render(typo_text, entries)[0]) if typo_text else clean
       if (query.lower() not in seen_queries and not DOUBLED_ARTICLE_RE.search(query)
           and not DOUBLED_ARTICLE_RE.search(clean)):
         break
