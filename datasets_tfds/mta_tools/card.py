@@ -247,14 +247,14 @@ def compare_table(q0: dict, q1: dict, base: dict | None = None) -> str:
        f"{q0['date_args']}; no reference date)",
        f"{_pct(q1['dates_underivable'] / q1['date_args'])} ({q1['dates_underivable']}/"
        f"{q1['date_args']})", "0%", q1["dates_underivable"] == 0),
-      ("BM25 top-1 within a domain / 5-way same-domain (all queries)",
-       f"{_pct(q0['bm25_top1'])} / {_pct(q0['bm25_5way'])}",
-       f"{_pct(q1['bm25_top1'])} / {_pct(q1['bm25_5way'])}", "<= 45% / <= 65%",
-       q1["bm25_top1"] <= 0.45 and q1["bm25_5way"] <= 0.65),
-      ("queries per (realized) template / distinct-3 (5,000-query seeded sample)",
-       f"{q0['queries_per_template']:.2f} / {q0['distinct_3']:.3f}",
-       f"{q1['queries_per_template']:.2f} / {q1['distinct_3']:.3f}", "<= 1.5 / >= 0.65",
-       q1["queries_per_template"] <= 1.5 and q1["distinct_3"] >= 0.65),
+      ("BM25 top-1 within a domain (all queries, all tools of the domain)",
+       _pct(q0["bm25_top1"]), _pct(q1["bm25_top1"]), "<= 45%", q1["bm25_top1"] <= 0.45),
+      ("BM25 5-way same-domain (all queries, 4 random same-domain distractors)",
+       _pct(q0["bm25_5way"]), _pct(q1["bm25_5way"]), "<= 65%", q1["bm25_5way"] <= 0.65),
+      ("queries per (realized) template", f"{q0['queries_per_template']:.2f}",
+       f"{q1['queries_per_template']:.2f}", "<= 1.5", q1["queries_per_template"] <= 1.5),
+      ("distinct-3 (5,000-query seeded sample)", f"{q0['distinct_3']:.3f}",
+       f"{q1['distinct_3']:.3f}", ">= 0.65", q1["distinct_3"] >= 0.65),
       ("`typo` rows without a typo", f"{q0['typo_without_typo']} of {q0['typo_rows']}",
        f"{q1['typo_without_typo']} of {q1['typo_rows']}", "0", q1["typo_without_typo"] == 0),
       ("doubled articles (\"my the\", \"a a\")", str(q0["doubled_articles"]),
@@ -305,6 +305,18 @@ def compare(with_encoder: bool, cache_dir: str) -> str:
   base_key = "zero-shot MiniLM (Base)"
   base = {v: r[base_key]["sd"]["mean"] for v, r in res.items()} if with_encoder else None
   parts = ["## 1.0.0 vs 1.1.0 (issue 21)", "", compare_table(q0, q1, base), "",
+           f"[a] {READ_1_0['note']}; 1.0.0 was not re-read for this table. Measures: "
+           "defects are counted by `validate.row_defects` over every pair (paths: a call with "
+           "both a Windows and a POSIX path; pace: minutes per km outside the activity's "
+           "plausible range; schema: an argument outside the schema, of the wrong type, or a "
+           "required one missing; dates: an ISO date argument not among the dates the query "
+           "denotes under `dates.py`'s rules, 1.0.0 having no reference date). BM25: fitted on "
+           "the domain's tool documents, every query against all tools of its domain (top-1) "
+           "and against its gold tool and 4 random same-domain tools (5-way, seed 0), ties "
+           "sharing the credit. Queries per template: pairs / distinct (tool, realized template "
+           "after the paraphrase rules). Distinct-3: distinct word trigrams / all, over a "
+           "seeded sample of 5,000 queries. MiniLM: the evaluator's Base row (SD, 0-shot, "
+           "seeds 0-4) on the 40 unseen test tools.", "",
            f"Reference date of 1.1.0: {meta['reference_date']} (a Monday). Templates per tool "
            f"(authored, used): {q0['templates_per_tool']:.1f} vs {q1['templates_per_tool']:.1f}; "
            f"indirect share {_pct(q0['indirect_share'])} vs {_pct(q1['indirect_share'])}.",

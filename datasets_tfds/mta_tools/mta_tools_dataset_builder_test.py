@@ -242,6 +242,29 @@ def test_validator_rejects_1_1_defects_with_file_line_and_field(bad_dir, case):
   assert any(f"qa.jsonl:{line}:" in p for p in hits), hits
 
 
+def _copy_1_1(bad_dir, mutate_all):
+  d = bad_dir / f"case{len(list(bad_dir.iterdir()))}"
+  d.mkdir()
+  for f in ("tools.jsonl", "metadata.json"):
+    shutil.copy(V11 / f, d / f)
+  rows = [mutate_all(json.loads(l)) for l in (V11 / "qa.jsonl").read_text().splitlines()]
+  (d / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  return d
+
+
+def test_validator_enforces_the_met_dataset_targets_of_1_1(bad_dir):
+  """Queries per realized template <= 1.5 and BM25 top-1 in a domain <= 45% are enforced."""
+  one_template = _copy_1_1(bad_dir, lambda q: _set(q, template_text=str(q["template"])))
+  with pytest.raises(validate.ValidationError, match="queries per realized template"):
+    validate.validate(one_template)
+  def name_it(q):  # the tool's name in front of every query: a keyword shortcut
+    name = q["tool"].replace("_", " ") + " " + q["tool"].replace("_", " ") + ": "
+    return _set(q, query=name + q["query"], typo_of=q["typo_of"] and name + q["typo_of"])
+  named = _copy_1_1(bad_dir, name_it)
+  with pytest.raises(validate.ValidationError, match="BM25 top-1 among the domain's tools"):
+    validate.validate(named)
+
+
 def test_dates_resolve_against_the_reference_date():
   from datasets_tfds.mta_tools import dates  # pylint: disable=import-outside-toplevel
   ref = "2026-03-02"  # a Monday
@@ -406,6 +429,20 @@ def test_card_tables_are_what_the_committed_script_prints():
   readme = (HERE / "README.md").read_text()
   for table in (card.counts_table(ds), card.style_table(ds), card.length_table(ds)):
     assert table in readme
+
+
+def test_card_compare_table_of_1_0_and_1_1_is_in_the_readme():
+  """Issue 21's table (every row but the encoder's) and the read-sample appendix are what
+  card.py prints; the read sample's verdicts name only sampled queries."""
+  from datasets_tfds.mta_tools import card  # pylint: disable=import-outside-toplevel
+  readme = (HERE / "README.md").read_text()
+  table = card.compare_table(card.quality("1.0.0"), card.quality("1.1.0"))
+  for row in table.splitlines():
+    assert row in readme, row
+  assert card.appendix("1.1.0") in readme
+  verdicts = card.read_verdicts("1.1.0")
+  sampled = {q["id"] for q in card.read_sample("1.1.0", card._rows("1.1.0")[1])}  # pylint: disable=protected-access
+  assert set(verdicts["broken"]) <= sampled and len(sampled) == 280
 
 
 def test_card_difficulty_rows_are_the_evaluators_random_and_bm25():
