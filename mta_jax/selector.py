@@ -537,7 +537,7 @@ class ToolSelector:
       out[rows] = np.asarray(s)[:len(rows), :len(box.names)]
     if len(long):  # windowed: their representations, then the same cosines
       q = self._query_vectors(params, [ids[i] for i in long])
-      out[long] = q @ np.asarray(tool_mat[:len(box.names)]).T
+      out[long] = q @ np.asarray(tool_mat)[:len(box.names)].T
     return out
 
   def query_texts(self, queries: Any, query_from: str | None = None) -> list[str]:
@@ -615,6 +615,10 @@ class ToolSelector:
     for i, p in enumerate(parsed):
       gid = by_list.setdefault(id(p), len(by_list))  # ToolLists hands out one object per list
       groups.setdefault(gid, (p, []))[1].append(i)
+    # Without an inner loop the adapted parameters are the meta-parameters whatever the list:
+    # every query is then represented once, not once per list.
+    shared = not self.meta_cfg.algo.inner_loop or self.meta_cfg.inner_steps == 0
+    q_all = None
     out: list[list[Choice] | None] = [None] * n
     for p, rows in groups.values():
       if p is None:
@@ -622,9 +626,14 @@ class ToolSelector:
       else:
         box = self._box_for(p)
         params, tool_mat = box.docs_only
-      q = self._query_vectors(params, [ids[i] for i in rows],
-                              None if pooled is None else pooled[rows])
-      s = q @ np.asarray(tool_mat[:len(box.names)]).T
+      if shared:
+        if q_all is None:
+          q_all = self._query_vectors(params, ids, pooled)
+        q = q_all[rows]
+      else:
+        q = self._query_vectors(params, [ids[i] for i in rows],
+                                None if pooled is None else pooled[rows])
+      s = q @ np.asarray(tool_mat)[:len(box.names)].T
       for r, row in zip(rows, s):
         out[r] = _top(row, box.names, cands[r], top_k)
     return out

@@ -279,3 +279,26 @@ def test_adapted_parameters_are_cached_for_large_toolboxes(text_encoder, tmp_pat
   third = ToolSelector.from_meta(scfg, mcfg, meta2, cfg, text_encoder).use_cache(tmp_path)
   third.set_tools(OPENAI, warmup=False)
   assert len([p for p in (tmp_path / "adapted").rglob("*") if p.is_file()]) == 2
+
+
+def test_per_query_lists_with_an_inner_loop_adapt_per_list(text_encoder):
+  scfg = ScorerConfig(n_top=0, adapt="head")
+  mcfg = bilevel.MetaConfig(inner_steps=2, inner_lr=0.05, learn_inner_lr="per_tensor")
+  meta = bilevel.init_meta(Scorer(scfg, text_encoder.model), mcfg, jax.random.key(0))
+  meta["params"]["head/w"] = meta["params"]["head/w"] + 0.05 * jax.random.normal(
+      jax.random.key(1), meta["params"]["head/w"].shape)
+  cfg = SelectorConfig(n_views=2)
+  a, b = [_plain(i) for i in range(4)], [_plain(i) for i in range(3, 8)]
+  queries = ["will it rain in Lisbon?", "book a flight to Porto"]
+  sel = ToolSelector.from_meta(scfg, mcfg, meta, cfg, text_encoder)
+  got = sel.rank(queries, tools=[a, b], top_k=None)
+  for q, tools, ranking in zip(queries, [a, b], got):
+    alone = ToolSelector.from_meta(scfg, mcfg, meta, cfg, text_encoder).set_tools(
+        tools, warmup=False)
+    want = alone.rank(q, top_k=None)[0]
+    assert [c.name for c in ranking] == [c.name for c in want]
+    np.testing.assert_allclose([c.score for c in ranking], [c.score for c in want], atol=1e-5)
+  # Each list got its own adaptation: the shared tool scores differently in the two lists.
+  shared = {c.name: c.score for c in sel.rank(queries[:1] * 2, tools=[a, b], top_k=None)[0]}
+  other = {c.name: c.score for c in sel.rank(queries[:1] * 2, tools=[a, b], top_k=None)[1]}
+  assert abs(shared[a[3]["name"]] - other[a[3]["name"]]) > 1e-4
