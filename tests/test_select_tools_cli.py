@@ -27,6 +27,8 @@ PREVIOUS = '{"id": "old", "ranking": []}\n'
 
 def _cli(*args, timeout=300):
   env = dict(os.environ)  # conftest has set the compilation cache folder
+  # The selector's disk cache, where no test names one: git-ignored, not the user's home.
+  env.setdefault("MTA_JAX_CACHE", str(ROOT / ".jax_cache" / "selector_cache"))
   return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
                         timeout=timeout, env=env, check=False)
 

@@ -3,6 +3,7 @@ subprocess, bounded in time) starts the server over stdio, lists its tools, rank
 arguments back as tool errors with the command line's messages, and the server keeps serving."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -33,8 +34,10 @@ CALLS = [
 
 
 def _run(args, timeout):
+  env = dict(os.environ)  # the selector's disk cache, where no test names one: git-ignored
+  env.setdefault("MTA_JAX_CACHE", str(ROOT / ".jax_cache" / "selector_cache"))
   return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                        timeout=timeout, check=False, cwd=ROOT)
+                        timeout=timeout, check=False, cwd=ROOT, env=env)
 
 
 def test_mcp_round_trip_matches_the_cli_and_survives_bad_arguments(tmp_path):

@@ -8,11 +8,18 @@
    (a login step decided by the dialogue, not the intent).
 2. ``window_pool`` (long documents): tool documents longer than the encoder's 256 tokens, embedded
    as the first window only (what truncation gave), as the mean of their windows' embeddings, or
-   as their element-wise max. Two sets: APIBench Hugging Face (911 instructions, 936 APIs whose
-   document is the whole API record, 81% longer than 256 tokens), ranked among all 936 and in
-   5-way episodes; MetaTool (every 10th of its 20,614 queries whose tool has a manifest, 153
-   tools whose document is ``description_for_model`` from ``plugin_info.json``; 18 longer than
-   256 tokens), ranked among all 153.
+   as their element-wise max. Two sets: APIBench Hugging Face (the 827 of 911 instructions
+   whose gold call is in the API pool; 936 APIs whose document is the whole API record, 799
+   longer than 256 tokens), ranked among all 936 and in 5-way episodes; MetaTool (every 10th of
+   its queries whose tool has a manifest: 1,006; 153 tools whose document is
+   ``description_for_model`` from ``plugin_info.json``, 21 longer than 256 tokens), ranked
+   among all 153.
+
+Results (2026-12-04, zero-shot): query_from on 294 API-Bank requests with 2-5 APIs of their own:
+last_user 0.745, user_turns 0.469, all 0.459 top-1 (among all 49 APIs: 0.333 / 0.350 / 0.323).
+Window pooling, mean / max / truncated: APIBench 5-way 0.770 / 0.751 / 0.740, among 936
+0.104 / 0.100 / 0.100; MetaTool among 153 0.650 / 0.636 / 0.659 (long gold: 0.527 / 0.418 /
+0.575). About 4 min (chat) and 15 min (windows) on the shared 2-core CPU.
 
     .venv/bin/python experiments/benchmarks/selector_validation.py [--json_out F]
 """
