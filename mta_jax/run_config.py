@@ -59,7 +59,8 @@ _BOUNDS.update({k: (">=", 0) for k in ("episodes.k_shot", "episodes.n_views", "f
                                        "optim.lr", "optim.lr_of_inner_lr")})
 _BOUNDS.update({"episodes.n_way": (">=", 2), "eval.n_way": (">=", 2),
                 "optim.clip_norm": (">", 0), "scorer.temperature": (">", 0)})
-_CHOICES = {"meta.algorithm": algorithms.names(), "scorer.backbone": tuple(BACKBONES),
+# Tables are read when a config is checked (a row registered later is a valid choice).
+_CHOICES = {"meta.algorithm": algorithms.names, "scorer.backbone": lambda: tuple(BACKBONES),
             "meta.learn_inner_lr": bilevel.LR_MODES,
             "dataset": data.KNOWN, "episodes.mode": ("sd", "cd"), "eval.mode": ("sd", "cd")}
 
@@ -88,6 +89,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         algorithms.get(config.meta.algorithm).fixed).get("learn_inner_lr"):
       continue  # the algorithm fixes it
     value = _at(config, key)
+    options = options() if callable(options) else options
     if value not in options:
       raise ConfigError(f"config.{key} must be one of {', '.join(options)}, got {value!r}"
                         f"{did_you_mean(value, options)}")

@@ -17,15 +17,17 @@ Adaptation at test time (for models with an inner loop):
 Full-pool ranking scores every scored query against all the split's tools (one episode adapted
 on all their views): top-1, top-3, MRR. Scores are broken at random on exact ties.
 
-A *score function* maps a batch of task index dicts (``episodes.gather``'s input, episode axis
-first, plus ``tool_ids``/``query_rows``) to (E, Q, N) scores; models and baselines differ only
-there.
+A *score function* (``ScoreFn``, the one type for models and baselines) maps a batch of task
+index dicts (``episodes.gather``'s input, episode axis first, plus ``tool_ids``/``query_rows``)
+to (E, Q, N) scores; models and baselines differ only there. Index-only score functions (BM25,
+fixed matrices, random) need only ``tool_ids`` and ``query_rows``, so the query-centred candidate
+sets of the dataset cards (``candidate_sets``, ``episode_accuracy``) go through them too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -261,6 +263,102 @@ def evaluate(score_fn: ScoreFn, ds: ToolDataset, split: Split, main_doc, view_ro
   return out
 
 
+# ---------------------------------------------------------------------------- query-centred sets
+
+# The paper's protocol as it is usually described (and the dataset cards' difficulty tables): per
+# query, its gold tool plus distractors, each query its own candidate set (no adaptation). Scored
+# through the same ``ScoreFn`` as the tasks above: a candidate set is a task of one query.
+
+def candidate_batch(query_rows, cands: np.ndarray) -> dict:
+  """Per-query candidate sets as a ``ScoreFn`` input: one task per query (no support)."""
+  rows = np.asarray(query_rows, np.int32)
+  return {"query_rows": rows[:, None], "tool_ids": np.asarray(cands, np.int32)}
+
+
+def score_candidates(score: ScoreFn, query_rows, cands: np.ndarray) -> np.ndarray:
+  """(M, n) scores of each query against its own candidates (index-only score functions:
+  BM25, fixed matrices, random)."""
+  return np.asarray(score(candidate_batch(query_rows, cands)))[:, 0, :]
+
+
+def candidate_sets(rng: np.random.Generator, ds: ToolDataset, query_rows: Sequence[int],
+                   mode: str, n_way: int = 5,
+                   pool_tools: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Per query: (candidates (M, n_way) tool indices, -1 padded; label (M,) gold position).
+
+  ``sd``: distractors from the gold tool's group; ``cd``: from all of ``pool_tools`` (default
+  every tool of the dataset); ``own``: the query's own candidate list. Groups with fewer tools
+  than ``n_way`` give smaller sets (padded with -1).
+  """
+  pool = np.asarray(pool_tools if pool_tools is not None else ds.tool_indices(), np.int32)
+  groups = np.array([ds.group_ids[ds.tools[t].group] for t in pool])
+  m = len(query_rows)
+  width = n_way
+  if mode == "own":
+    width = max(len(ds.queries[r].candidates) for r in query_rows)
+  cands = np.full((m, width), -1, np.int32)
+  labels = np.zeros((m,), np.int32)
+  for i, r in enumerate(query_rows):
+    q = ds.queries[r]
+    gold = q.tool
+    if mode == "own":
+      names = list(q.candidates)
+      chosen = np.array([ds.tool_by_name[n].index for n in names], np.int32)
+      if gold not in chosen:
+        raise ValueError(f"query {q.id}: gold tool is not among its own candidates")
+      chosen = chosen[rng.permutation(len(chosen))]
+    else:
+      if mode == "sd":
+        others = pool[(groups == ds.group_ids[ds.tools[gold].group]) & (pool != gold)]
+      elif mode == "cd":
+        others = pool[pool != gold]
+      else:
+        raise ValueError(f"mode must be 'sd', 'cd' or 'own', got {mode!r}")
+      k = min(n_way - 1, len(others))
+      chosen = np.concatenate([[gold], rng.choice(others, size=k, replace=False)])
+      chosen = chosen[rng.permutation(len(chosen))]
+    cands[i, :len(chosen)] = chosen
+    labels[i] = int(np.flatnonzero(chosen == gold)[0])
+  return cands, labels
+
+
+def accuracy(scores: np.ndarray, cands: np.ndarray, labels: np.ndarray,
+             rng: np.random.Generator | None = None) -> float:
+  """Top-1 accuracy; padded candidates never win; exact ties are broken at random."""
+  s = np.where(cands >= 0, scores.astype(np.float64), -np.inf)
+  if rng is not None:
+    s = s + 1e-9 * rng.random(s.shape) * (cands >= 0)
+  return float(np.mean(np.argmax(s, axis=1) == labels))
+
+
+def episode_accuracy(score: ScoreFn, ds: ToolDataset, query_rows: Sequence[int], mode: str,
+                     seeds: Sequence[int] = (0, 1, 2, 3, 4), n_way: int = 5,
+                     pool_tools: Sequence[int] | None = None) -> dict:
+  """Mean and std of top-1 accuracy over episode seeds (one episode per query per seed)."""
+  accs = []
+  for seed in seeds:
+    rng = np.random.default_rng(seed)
+    cands, labels = candidate_sets(rng, ds, query_rows, mode, n_way, pool_tools)
+    accs.append(accuracy(score_candidates(score, query_rows, cands), cands, labels, rng))
+  return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "per_seed": accs}
+
+
+def ranking_metrics(scores: np.ndarray, gold_cols: np.ndarray) -> dict:
+  """Full-pool ranking: scores (M, T) over the pool's tools, gold column per query.
+
+  Ties with the gold are broken uniformly at random *in expectation* (a tie is neither a win
+  nor a loss): with g tools scored higher and t tied, the gold's position is uniform on
+  g+1 .. g+t+1, and top-k and MRR are their expectations over that position.
+  """
+  gold = scores[np.arange(len(gold_cols)), gold_cols][:, None]
+  greater = (scores > gold).sum(1)
+  ties = (scores == gold).sum(1) - 1
+  top = lambda k: np.clip((k - greater) / (ties + 1), 0.0, 1.0)
+  mrr = np.array([np.mean(1.0 / np.arange(g + 1, g + t + 2)) for g, t in zip(greater, ties)])
+  return {"top1": float(np.mean(top(1))), "top3": float(np.mean(top(3))),
+          "mrr": float(np.mean(mrr))}
+
+
 # ---------------------------------------------------------------------------- score functions
 
 def model_scorer(scorer, meta_cfg: bilevel.MetaConfig, cache_arrays: dict) -> Callable:
@@ -291,7 +389,7 @@ def matrix_score_fn(matrix: np.ndarray) -> ScoreFn:
 
 def random_score_fn(seed: int = 0) -> ScoreFn:
   rng = np.random.default_rng(seed)
-  return lambda b: rng.random(b["query"]["idx"].shape + (b["tool_ids"].shape[1],))
+  return lambda b: rng.random(b["query_rows"].shape + (b["tool_ids"].shape[1],))
 
 
 def bm25_score_fn(ds: ToolDataset) -> ScoreFn:

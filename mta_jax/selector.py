@@ -368,10 +368,12 @@ class ToolSelector:
     return params, tool_mat
 
   def _doc_rows(self, n: int) -> int:
-    """Rows of a toolbox's document matrix. ProtoNet's prototypes are per class, so extra
-    classes (copies of row 0, dropped after) change nothing and a few sizes serve every
-    toolbox; the inner loop's softmax would see them, so other algorithms get exactly ``n``."""
-    return _round_up(n, 16) if self.meta_cfg.algorithm == "protonet" else n
+    """Rows of a toolbox's document matrix. Without an inner loop (ProtoNet's prototypes, SFT)
+    each class representation depends on its own tool only, so extra classes (copies of row 0,
+    dropped after) change nothing and a few sizes serve every toolbox; the inner loop's softmax
+    would see them, so algorithms that adapt get exactly ``n``."""
+    independent = not self.meta_cfg.algo.inner_loop or self.meta_cfg.inner_steps == 0
+    return _round_up(n, 16) if independent else n
 
   def _box_for(self, parsed: Sequence[toolspec.Tool]) -> _Toolbox:
     """The cached toolbox of these tools, built (and adapted on documentation) if new."""

@@ -175,8 +175,8 @@ def _config(arg="sd", **overrides):
     ("sd", "eval.seeds", 0, "config.eval.seeds must be >= 1, got 0"),
     ("sd", "episodes.n_views", 6,
      "config.episodes.n_views=6 is more than the config.features.n_views=4 views cached"),
-    ("sd", "meta.algorithm", "mamll", "config.meta.algorithm must be one of maml, fomaml, "
-     "reptile, protonet, sft, got 'mamll' (did you mean 'maml'?)"),
+    ("sd", "meta.algorithm", "mamll", "config.meta.algorithm must be one of sft, protonet, "
+     "fomaml, reptile, maml, imaml, got 'mamll' (did you mean 'maml'?)"),
     ("sd", "meta.learn_inner_lr", "per_tensr", "config.meta.learn_inner_lr must be one of "
      "fixed, per_tensor, per_element, got 'per_tensr' (did you mean 'per_tensor'?)"),
     ("sd", "scorer.adapt", "heda", "config.scorer.adapt must be one of none, head, lora, "

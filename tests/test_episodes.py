@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mta_jax import data, episodes, evaluation, synthetic
+from mta_jax import data, episodes, run_eval, synthetic
 from datasets_tfds.mta_tools import synthesize
 
 
@@ -80,7 +80,7 @@ def mta():
 @pytest.mark.parametrize("mode", ["sd", "cd"])
 def test_candidate_sets_follow_the_protocol(mta, mode):
   rows = mta.query_indices("test")[:300]
-  cands, labels = evaluation.candidate_sets(np.random.default_rng(0), mta, rows, mode)
+  cands, labels = run_eval.candidate_sets(np.random.default_rng(0), mta, rows, mode)
   assert cands.shape == (300, 5)
   gold = np.array([mta.queries[r].tool for r in rows])
   assert np.array_equal(cands[np.arange(300), labels], gold)
@@ -98,13 +98,13 @@ def test_candidate_sets_follow_the_protocol(mta, mode):
 def test_accuracy_and_ranking_metrics():
   cands = np.array([[3, 1, -1], [0, 2, 4]])
   scores = np.array([[0.1, 0.9, 5.0], [0.3, 0.2, 0.1]])
-  assert evaluation.accuracy(scores, cands, np.array([1, 0])) == 1.0  # padded column ignored
-  assert evaluation.accuracy(scores, cands, np.array([0, 0])) == 0.5
-  r = evaluation.ranking_metrics(np.array([[0.9, 0.5, 0.1], [0.1, 0.5, 0.9]]), np.array([0, 0]))
+  assert run_eval.accuracy(scores, cands, np.array([1, 0])) == 1.0  # padded column ignored
+  assert run_eval.accuracy(scores, cands, np.array([0, 0])) == 0.5
+  r = run_eval.ranking_metrics(np.array([[0.9, 0.5, 0.1], [0.1, 0.5, 0.9]]), np.array([0, 0]))
   assert r == {"top1": 0.5, "top3": 1.0, "mrr": pytest.approx((1 + 1 / 3) / 2)}
 
 
 def test_ranking_ties_are_neither_wins_nor_losses():
-  r = evaluation.ranking_metrics(np.zeros((1, 4)), np.array([2]))
+  r = run_eval.ranking_metrics(np.zeros((1, 4)), np.array([2]))
   assert r["top1"] == pytest.approx(0.25) and r["top3"] == pytest.approx(0.75)
   assert r["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)

@@ -20,11 +20,10 @@ import ml_collections
 
 from mta_jax import algorithms
 
-ALGORITHMS = algorithms.names()
-
 
 def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
   tokens = [t for t in (arg or "sd").split(",") if t]
+  ALGORITHMS = algorithms.names()  # pylint: disable=invalid-name  # read now: rows may be added
   unknown = [t for t in tokens if t not in ALGORITHMS + ("sd", "cd", "top", "demo", "smoke")]
   if unknown:
     raise ValueError(f"mta.py: unknown config arg token(s) {unknown}; known: sd, cd, top, demo, "

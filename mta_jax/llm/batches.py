@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mta_jax import episodes, evaluation
+from mta_jax import episodes, run_eval
 from mta_jax.data import ToolDataset
 from mta_jax.llm import select
 from mta_jax.llm.lm import PROMPT_BUCKETS, LanguageModel, bucket_for
@@ -52,7 +52,7 @@ def sft_batch(rng: np.random.Generator, model: LanguageModel, ds: ToolDataset, r
   """A random batch of SFT examples over the ``pool`` tools (SD or CD distractors at random)."""
   picked = rng.choice(rows, size=batch_size, replace=len(rows) < batch_size)
   mode = "sd" if rng.random() < 0.5 else "cd"
-  cands, labels = evaluation.candidate_sets(rng, ds, picked, mode, n_way, pool_tools=pool)
+  cands, labels = run_eval.candidate_sets(rng, ds, picked, mode, n_way, pool_tools=pool)
   pairs = []
   for r, c, y in zip(picked, cands, labels):
     prompt, answers = select.episode_tokens(model, ds, r, c, pcfg)
