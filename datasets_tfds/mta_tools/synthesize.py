@@ -201,6 +201,7 @@ def load_paraphrase(version: str) -> dict:
   return rules
 
 
+_DOUBLED_WORD = re.compile(r"\b([A-Za-z]{2,}) \1\b", re.IGNORECASE)
 _CONSONANT_SOUND = ("one", "once", "uni", "use", "usu", "uti", "ubi", "eu", "ur", "ufo")
 _VOWEL_SOUND = ("hour", "honest", "heir")
 
@@ -250,7 +251,10 @@ def paraphrase(template: str, style: str, rules: dict, rng: random.Random,
     if hits and rng.random() < r.get("p", rules.get("p_substitution", 0.6)):
       i = hits[0]
       choice = rng.choice(r["to"])
-      pieces[i] = r["re"].sub(lambda m, c=choice: _match_case(m.group(), c), pieces[i], count=1)
+      new = r["re"].sub(lambda m, c=choice: _match_case(m.group(), c), pieces[i], count=1)
+      # A rewrite that doubles a word ("remote storage storage", "CI run run") is dropped.
+      if len(_DOUBLED_WORD.findall(new)) <= len(_DOUBLED_WORD.findall(pieces[i])):
+        pieces[i] = new
   text = "".join(pieces)
   openers = rules["openers"].get(style, {})
   first = re.match(r"[A-Za-z']+", text)
@@ -262,7 +266,8 @@ def paraphrase(template: str, style: str, rules: dict, rng: random.Random,
     keep = word in rules.get("keep_case_words", ()) or opener.endswith(("?", "!", "."))
     text = opener + " " + (text if keep else text[0].lower() + text[1:])
     if kind == "imperative" and opener.lower().rstrip(",").split()[-1] == "you":
-      text = re.sub(r"[.!]$", "?", text)
+      # "Could you ..." asks: its own sentence (the first) ends with "?", not a later one.
+      text = re.sub(r"[.!](?=\s|$)", "?", text, count=1)
   closers = rules["closers"].get(style, [])
   if closers and rng.random() < rules.get("p_closer", 0.15):
     text = text.rstrip()
