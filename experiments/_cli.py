@@ -28,6 +28,8 @@ from typing import Callable, NoReturn, Sequence
 from absl import app, flags
 import ml_collections
 
+from mta_jax.names import did_you_mean  # pylint: disable=unused-import  # (re-exported)
+
 # Exception types whose message is the whole story (dotted names: nothing is imported here, so
 # `--help` stays fast; an exception of one of these types means its module is already loaded).
 USER_ERRORS = (
@@ -41,12 +43,6 @@ USER_ERRORS = (
     "mta_jax.llm.weights.WeightsNotFoundError",
     "datasets_tfds.external_common.RawFileError",
 )
-
-
-def did_you_mean(word: str, options: Sequence[str]) -> str:
-  """`` (did you mean 'x'?)`` for the closest of ``options``, or ``""``."""
-  hint = difflib.get_close_matches(word, list(options), n=1)
-  return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
 def one_line(text: str) -> str:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from mta_jax import bilevel
+from mta_jax import names as names_lib
 from mta_jax import params as P
 from mta_jax.learner import Learner
 
@@ -69,12 +70,7 @@ def names() -> tuple[str, ...]:
 
 def get(name: str) -> Algorithm:
   """The row of ``name``; an unknown name raises ``ValueError`` naming the known ones."""
-  if name not in TABLE:
-    import difflib  # pylint: disable=import-outside-toplevel
-    hint = difflib.get_close_matches(str(name), list(TABLE), n=1)
-    raise ValueError(f"meta.algorithm must be one of {tuple(TABLE)}, got {name!r}"
-                     + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-  return TABLE[name]
+  return names_lib.lookup(TABLE, name, "meta.algorithm")
 
 
 def check_learner(algo: Algorithm, learner: Learner) -> None:

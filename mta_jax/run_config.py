@@ -7,7 +7,6 @@ key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import pathlib
 import re
 from typing import Any, Mapping
@@ -16,6 +15,7 @@ import ml_collections
 import numpy as np
 
 from mta_jax import algorithms, bilevel, data, episodes, features
+from mta_jax.names import did_you_mean  # re-exported: callers use run_config.did_you_mean
 from mta_jax.models.registry import BACKBONES
 from mta_jax.scorer import ADAPT_PATTERNS, ScorerConfig
 
@@ -72,12 +72,6 @@ def _at(config, key: str):
   return node
 
 
-def did_you_mean(value, options) -> str:
-  """`` (did you mean 'x'?)`` for the closest of ``options``, or ``""``."""
-  hint = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
-  return f" (did you mean {hint[0]!r}?)" if hint else ""
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
   """Every check that needs only the config (no data, no model, no JAX computation).
 
@@ -112,6 +106,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.init_from and not pathlib.Path(config.init_from).is_dir():
     raise ConfigError(f"config.init_from={config.init_from!r} is not a folder (it names the "
                       "workdir of a finished run whose best checkpoint initialises this one)")
+  validate_mesh(config)
   if config.episodes.n_views > config.features.n_views:
     raise ConfigError(f"config.episodes.n_views={config.episodes.n_views} is more than the "
                       f"config.features.n_views={config.features.n_views} views cached per tool")
@@ -124,6 +119,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     meta_cfg.validate()
     feature_spec(config, num_layers).validate(num_layers)
   except (ValueError, TypeError) as e:
+    raise ConfigError(f"config.{e}") from None
+
+
+def validate_mesh(config) -> None:
+  """``config.mesh.devices`` is ``'all'`` or a positive integer (a config without a ``mesh``
+  section, e.g. an older run's, means ``'all'``). Whether that many devices exist and the batch
+  divides over them is checked by the trainer (``mta_jax.sharding.make_mesh``)."""
+  from mta_jax import sharding  # pylint: disable=import-outside-toplevel
+  mesh = config.get("mesh") or {}
+  try:
+    sharding.parse_devices(mesh.get("devices", "all"))
+  except sharding.MeshError as e:
     raise ConfigError(f"config.{e}") from None
 
 

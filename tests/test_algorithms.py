@@ -19,6 +19,7 @@ from mta_jax.models import bert
 from mta_jax.scorer import Scorer, ScorerConfig
 
 # pylint: disable-next=wrong-import-order
+from test_bilevel import _direction, _dot, _fd  # the finite-difference helpers
 from test_train import ROOT, data_dir, small_config  # noqa: F401  (data_dir is a fixture)
 
 
@@ -30,12 +31,6 @@ def _synthetic(scfg, hidden=8, dtype=jnp.float32, n_episodes=3, seed=0):
   spec = episodes.EpisodeSpec(n_way=3, k_shot=2, q_query=2, n_views=1, mode="cd")
   idx = episodes.sample_episodes(np.random.default_rng(seed), pool, spec, n_episodes)
   return Scorer(scfg, model), episodes.gather(jax.tree.map(jnp.asarray, cache), idx)
-
-
-def _direction(tree, seed):
-  leaves, treedef = jax.tree.flatten(tree)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return treedef.unflatten([jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
 
 
 @pytest.mark.parametrize("adapt", ["head", "top+head"])
@@ -56,12 +51,7 @@ def test_imaml_meta_gradient_matches_finite_differences_of_the_proximal_solution
     for seed in (11, 12):
       d = _direction(meta, seed)
       d["inner_lr"] = jax.tree.map(jnp.zeros_like, d["inner_lr"])  # θ* does not depend on it
-      eps = 1e-5
-      plus = jax.tree.map(lambda a, b: a + eps * b, meta, d)
-      minus = jax.tree.map(lambda a, b: a - eps * b, meta, d)
-      numeric = float((f(plus) - f(minus)) / (2 * eps))
-      analytic = float(sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g),
-                                                           jax.tree.leaves(d))))
+      analytic, numeric = float(_dot(g, d)), float(_fd(f, meta, d))
       assert abs(analytic - numeric) <= 1e-6 * max(abs(numeric), 1e-3), (analytic, numeric)
 
 

@@ -19,7 +19,7 @@ import time
 import jax
 
 from mta_jax import data
-from mta_jax.models import TextEncoder
+from mta_jax.models import registry
 from mta_jax.models import tokenizer as tokenizer_lib
 from datasets_tfds.mta_tools import synthesize
 
@@ -33,7 +33,7 @@ def main(argv=None):
   ds = data.from_jsonl(synthesize.DATA_DIR)
   queries = [q.text for q in ds.queries[::9]][:1000]
   docs = [t.document() for t in ds.tools]
-  enc = TextEncoder.pretrained()
+  enc = registry.load()
   rows = []
   # Short queries: the first 1,000 of the dataset's queries that fit 32 tokens ([CLS]/[SEP] incl.).
   lengths = [len(r) for r in enc.tokenizer.encode([q.text for q in ds.queries])]

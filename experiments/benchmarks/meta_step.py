@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mta_jax import bilevel
-from mta_jax.models import TextEncoder
+from mta_jax.models import registry
 from mta_jax.scorer import Scorer, ScorerConfig
 
 PEER = pathlib.Path(__file__).resolve().parents[3] / "shared" / "peers" / "torch_maml_step.py"
@@ -120,7 +120,7 @@ def main(argv=None):
   ap.add_argument("--json_out", default="")
   a = ap.parse_args(argv)
 
-  enc = TextEncoder.pretrained()
+  enc = registry.load()
   scfg = ScorerConfig(n_top=1, adapt="top+head", temperature=0.05)
   scorer = Scorer(scfg, enc.model)
   opt = bilevel.make_optimizer(bilevel.OptimConfig(lr=1e-4, warmup_steps=1, total_steps=10**6,

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 from typing import Callable
 
+from mta_jax import names
 from mta_jax.models import bert
 
 
@@ -39,12 +40,8 @@ DEFAULT = "minilm-l6"
 
 
 def get(name: str) -> Backbone:
-  if name not in BACKBONES:
-    import difflib  # pylint: disable=import-outside-toplevel
-    hint = difflib.get_close_matches(str(name), list(BACKBONES), n=1)
-    raise ValueError(f"scorer.backbone must be one of {tuple(BACKBONES)}, got {name!r}"
-                     + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-  return BACKBONES[name]
+  """The backbone called ``name`` (``ValueError`` with the known names otherwise)."""
+  return names.lookup(BACKBONES, name, "scorer.backbone")
 
 
 @functools.lru_cache(maxsize=None)
