@@ -17,9 +17,9 @@ import jax
 import numpy as np
 
 from mta_jax import bilevel
-from mta_jax import params as P
 from mta_jax.data import ToolDataset
 from mta_jax.llm import batches, lora, select
+from mta_jax.learner import full_params
 from mta_jax.llm.learner import llm_learner
 from mta_jax.llm.lm import LanguageModel, bucket_for
 
@@ -38,7 +38,7 @@ def task_adapter(model: LanguageModel, meta_cfg: bilevel.MetaConfig, n_way: int,
   @functools.partial(jax.jit, static_argnums=(3,))
   def adapted(meta, base, support, max_answer):
     learner = llm_learner(model, lcfg, max_answer)
-    full = {"params": P.merge(meta["params"], base), "inner_lr": meta["inner_lr"]}
+    full = full_params({"meta": meta, "frozen": {}}, base)  # φ (as restored) + the base weights
     fast, _, _ = bilevel.adapt(learner, meta_cfg, full, {"support": support})
     return lora.apply(base, fast, lcfg)
 
