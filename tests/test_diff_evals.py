@@ -16,12 +16,12 @@ def test_identical_results_differ_nowhere_and_a_changed_digit_is_found(tmp_path)
   changed = json.loads(json.dumps(res))
   changed["mta_tools"]["sd"]["0shot"]["per_seed"][1] = 0.9600000001
   changed["mta_tools"]["sd"]["0shot"]["seconds"] = 9.0  # timings are not results
-  assert diff_evals.diff(res, json.loads(json.dumps(res))) == (2, [])
+  assert diff_evals.diff(res, json.loads(json.dumps(res))) == (3, [])
   n, diffs = diff_evals.diff(res, changed)
-  assert n == 2 and diffs == ["mta_tools/sd/0shot/per_seed[1]: 0.96 != 0.9600000001"]
+  assert n == 3 and diffs == ["mta_tools/sd/0shot/per_seed[1]: 0.96 != 0.9600000001"]
   for name, results in (("a", res), ("b", changed)):
     (tmp_path / f"{name}.json").write_text(json.dumps({"results": results}))
   out = subprocess.run([sys.executable, "experiments/diff_evals.py", f"--a={tmp_path / 'a.json'}",
                         f"--b={tmp_path / 'b.json'}"], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, check=False)
-  assert out.returncode == 1 and "2 numbers compared, 1 differ" in out.stdout, out.stderr
+  assert out.returncode == 1 and "3 numbers compared, 1 differ" in out.stdout, out.stderr
