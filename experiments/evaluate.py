@@ -10,6 +10,13 @@ workdir only receives the results. Datasets that are not built are skipped and s
 JSON (and in the report's table): nothing is dropped silently; if none of them is built, the
 run fails. Bad input (unknown flag, dataset or shot setting, no checkpoint in the workdir) gives
 one line on stderr and exit status 1 (``experiments/_cli.py``).
+
+Protocols (``--modes``): ``sd``, ``cd`` (5 random distractors from the gold tool's group / from
+all unseen tools) and ``hard5``, ``hard10`` (each scored tool with its 4 / 9 nearest tools by the
+zero-shot encoder's documentation similarity, the same candidate sets for every row:
+``mta_jax.hard_tasks``; the similarity reads the Base row's feature cache in ``--cache_dir``),
+plus the full pool. ``--per_query_shots`` keeps, for those shots, each query's hits over the
+episode seeds (and its full-pool rank) for ``report.py --compare`` (``mta_jax.paired``).
 """
 
 import dataclasses
@@ -34,6 +41,11 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: the r
 _CACHE_DIR = flags.DEFINE_string("cache_dir", "workdirs/features", "Feature cache folder.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Episode seeds per protocol.", lower_bound=1)
 _SHOTS = flags.DEFINE_list("shots", ["0shot", "k1", "k5"], "Test-time adaptation settings.")
+_MODES = flags.DEFINE_list("modes", ["sd", "cd", "hard5", "hard10"],
+                           "Protocols: sd, cd, hard5, hard10 (the full pool: always).")
+_PER_QUERY = flags.DEFINE_list("per_query_shots", ["0shot"],
+                               "Shots whose per-query hits eval.json keeps (for report.py "
+                               "--compare); empty: none.")
 _SWEEP = flags.DEFINE_list("sweep_inner_steps", ["0", "1", "3", "5", "10"],
                            "Inner steps for the accuracy-vs-steps curve (MTA-Tools SD 0-shot).")
 _NAME = flags.DEFINE_string("name", None, "Row name in the report (default: from the run).")
@@ -60,7 +72,7 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   """All protocols on one dataset's unseen tools ({"skipped": why} if it is not built)."""
   import jax  # pylint: disable=import-outside-toplevel
   # pylint: disable-next=import-outside-toplevel
-  from mta_jax import baselines, data, features, run_config, run_eval
+  from mta_jax import baselines, data, features, hard_tasks, run_config, run_eval
   from mta_jax.scorer import Scorer  # pylint: disable=import-outside-toplevel
   try:
     ds = run_config.load_dataset(name, data_dir)
@@ -69,11 +81,15 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
     return {"skipped": str(e)}
   split = run_eval.split_for(ds, "test")
   scorer_cfg, meta_cfg, meta, config = model
+  neighbours = None
+  if any(m in hard_tasks.MODES for m in spec.modes):  # the same for every row of the table
+    neighbours = hard_tasks.neighbours_for(
+        ds, split, hard_tasks.doc_embeddings(ds, _CACHE_DIR.value, encoder))
   if kind in ("random", "bm25"):
     _, main_doc, view_rows = ds.documents(spec.n_views)
     fn = run_eval.random_score_fn(0) if kind == "random" else run_eval.bm25_score_fn(ds)
     return run_eval.evaluate(fn, ds, split, main_doc, view_rows, spec, adapts=False,
-                             progress=True)
+                             progress=True, neighbours=neighbours)
   fspec = features.FeatureSpec(n_lower=encoder.cfg.num_layers - scorer_cfg.n_top,
                                q_len=config["features"]["q_len"],
                                d_len=config["features"]["d_len"], n_views=spec.n_views)
@@ -84,7 +100,7 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   adapts = meta_cfg.algo.adapts_at_test(meta_cfg)
   fn = run_eval.model_scorer(scorer, meta_cfg, cache.arrays())(meta)
   out = run_eval.evaluate(fn, ds, split, cache.main_doc, cache.view_rows, spec, adapts=adapts,
-                          progress=True)
+                          progress=True, neighbours=neighbours)
   if adapts and meta_cfg.algo.inner_loop and name == "mta_tools":
     sweep = {}
     for n in (int(s) for s in _SWEEP.value):
@@ -114,6 +130,11 @@ def main(argv) -> None:
     raise app.UsageError(f"--shots: unknown setting {bad[0]!r}"
                          f"{_cli.did_you_mean(bad[0], run_eval.SHOTS)}; known: "
                          f"{', '.join(run_eval.SHOTS)}")
+  for flag, values, known in (("--modes", _MODES.value, run_eval.MODE_IDS),
+                              ("--per_query_shots", _PER_QUERY.value, run_eval.SHOTS)):
+    if bad := [s for s in values if s not in known]:
+      raise app.UsageError(f"{flag}: unknown setting {bad[0]!r}"
+                           f"{_cli.did_you_mean(bad[0], known)}; known: {', '.join(known)}")
   if not all(re.fullmatch(r"\d+", s) for s in _SWEEP.value):
     raise app.UsageError(f"--sweep_inner_steps must be integers >= 0, got {_SWEEP.value}")
   kind = _BASELINE.value or "model"
@@ -122,8 +143,10 @@ def main(argv) -> None:
     bundle = inference.restore_for_inference(_WORKDIR.value, _WHICH.value)
   model = _model(bundle)
   config = model[3]
-  spec = run_eval.EvalSpec(shots=tuple(_SHOTS.value), seeds=tuple(range(_SEEDS.value)),
-                           n_views=config["features"]["n_views"])
+  spec = run_eval.EvalSpec(modes=tuple(_MODES.value), shots=tuple(_SHOTS.value),
+                           seeds=tuple(range(_SEEDS.value)),
+                           n_views=config["features"]["n_views"],
+                           per_query=tuple(_PER_QUERY.value))
   encoder = None
   if kind in ("model", "base"):
     from mta_jax.models import registry  # pylint: disable=import-outside-toplevel
@@ -152,9 +175,10 @@ def main(argv) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(out, indent=1))
   mt = results.get("mta_tools", {})
-  if "sd" in mt:
-    print(f"{out['row']}: MTA-Tools SD {100 * mt['sd']['0shot']['mean']:.2f} "
-          f"CD {100 * mt['cd']['0shot']['mean']:.2f} full-pool top-1 "
+  if "full_pool" in mt:
+    cells = [f"{m.upper()} {100 * mt[m]['0shot']['mean']:.2f}" for m in spec.modes
+             if "mean" in mt.get(m, {}).get("0shot", {})]
+    print(f"{out['row']}: MTA-Tools " + " ".join(cells) + f" full-pool top-1 "
           f"{100 * mt['full_pool']['0shot']['top1']:.2f} -> {path}")
 
 

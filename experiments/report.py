@@ -2,8 +2,17 @@ r"""Collects ``eval.json`` files into RESULTS.md (the paper's table) and PNG plo
 
     python experiments/report.py --workdirs='workdirs/reproduce/*' --out=RESULTS.md
 
+    python experiments/report.py --workdirs='workdirs/reproduce/*' --out=/tmp/R.md \
+        --compare=MTA,SFT
+
 Rows with several runs (training seeds) show mean ± std over the runs' means; a row with one
 run shows mean ± std over its episode seeds. Cells of datasets that are not built say so.
+
+``--compare=ROW_A,ROW_B`` (repeatable) prints, and adds to the report, a paired comparison of two
+rows on the same queries and episode seeds: per protocol and dataset, each query's accuracy over
+the seeds (averaged over a row's runs), the mean difference A - B and its 95% paired-bootstrap
+interval over queries (``mta_jax.paired``; needs eval.json files written with per-query hits,
+``evaluate.py --per_query_shots``).
 """
 
 import collections
@@ -14,13 +23,16 @@ import pathlib
 from absl import app, flags
 
 import _cli  # experiments/_cli.py: git_commit
-from mta_jax import algorithms
+from mta_jax import algorithms, paired
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Workdirs (globs allowed) holding eval.json.")
 _OUT = flags.DEFINE_string("out", "RESULTS.md", "Markdown file to write.")
 _PLOTS = flags.DEFINE_string("plots_dir", "results", "Folder for the PNG plots (next to --out).")
 _TITLE = flags.DEFINE_string("title", "Results", "Heading of the report.")
 _NOTE = flags.DEFINE_string("note", "", "A paragraph under the heading (e.g. which config).")
+_COMPARE = flags.DEFINE_multi_string("compare", [], "ROW_A,ROW_B: paired bootstrap of A - B.")
+_N_BOOT = flags.DEFINE_integer("n_boot", 10_000, "Bootstrap resamplings for --compare.",
+                               lower_bound=100)
 flags.mark_flag_as_required("workdirs")
 
 # Baselines, then every trained algorithm in the table's order (mta_jax.algorithms), then variants.
@@ -31,11 +43,20 @@ ORDER = (["Random", "BM25", "Base (zero-shot)"] + list(algorithms.row_names().va
 COLUMNS = [("MTA-Tools SD", "mta_tools", "sd"), ("MTA-Tools CD", "mta_tools", "cd"),
            ("API-Bank (5-way CD)", "api_bank", "cd"),
            ("ToolAlpaca (within-API / CD)", "toolalpaca", "sd/cd"),
-           ("APIBench (per hub)", "apibench", "sd"),
+           ("APIBench (per hub / CD)", "apibench", "sd/cd"),
            ("MetaTool (unseen, 5-way CD)", "metatool", "cd"),
            ("MTA-Tools full-pool top-1", "mta_tools", "full")]
-PAPER = {"MTA-Tools SD": "94.04", "MTA-Tools CD": "97.33", "ToolAlpaca (within-API / CD)": "97.42",
-         "APIBench (per hub)": "96.30²"}
+# The paper's external numbers are its CD setting (random distractors from all unseen tools).
+PAPER = {"MTA-Tools SD": "94.04", "MTA-Tools CD": "97.33",
+         "ToolAlpaca (within-API / CD)": "— / 97.42", "APIBench (per hub / CD)": "— / 96.30²"}
+DATASETS = [("mta_tools", "MTA-Tools"), ("api_bank", "API-Bank"), ("toolalpaca", "ToolAlpaca"),
+            ("apibench", "APIBench"), ("metatool", "MetaTool")]
+HARD = ("hard5", "hard10")
+SHOT_LABELS = {"0shot": "0-shot", "k1": "K=1", "k5": "K=5"}
+# (label, mode or "full_pool", metric) of the paired comparison, in its order.
+COMPARED = ([(m.upper(), m, "acc") for m in ("sd", "cd")]
+            + [(f"hard {m[4:]}-way", m, "acc") for m in HARD]
+            + [("full-pool top-1", "full_pool", "top1"), ("full-pool MRR", "full_pool", "mrr")])
 
 
 def _mean_std(xs):
@@ -63,11 +84,15 @@ def _cell(runs, dataset, mode, shot="0shot") -> str:
     return "not built³"
   if mode == "sd/cd":
     return " / ".join(_cell(runs, dataset, m, shot) for m in ("sd", "cd"))
-  if mode == "full":
+  if mode.startswith("full"):  # "full" (top-1) or "full:top3", "full:mrr"
     if any("full_pool" not in x for x in res):
       return "n/a⁵"
-    return _fmt([x["full_pool"]["0shot"]["top1"] for x in res])
+    return _fmt([x["full_pool"]["0shot"][mode.partition(":")[2] or "top1"] for x in res])
+  if mode in HARD and any(mode not in x for x in res):
+    return "—"  # evaluated before the hard protocols existed (or not asked for)
   cells = [x.get(mode, {}).get(shot, {}) for x in res]
+  if any("skipped" in c for c in cells):
+    return "skipped⁶"
   if any("mean" not in c for c in cells):
     return "n/a"
   return _fmt([c["mean"] for c in cells], cells[0]["std"])
@@ -155,7 +180,107 @@ def _plots(rows, out_dir: pathlib.Path) -> list[str]:
   return made
 
 
-def report(rows, title: str, note: str, plots_rel: str, plots: list[str]) -> str:
+def _pool_sizes(rows, dataset) -> str:
+  for runs in rows.values():
+    fp = runs[0]["results"].get(dataset, {}).get("full_pool", {}).get("0shot")
+    if fp:
+      return f" ({fp['n_tools']} tools)"
+  return ""
+
+
+def _joined(cells: list[str]) -> str:
+  """Cells of one dataset joined by " / "; one cell when all say the same note (not run, ...)."""
+  same_note = len(set(cells)) == 1 and cells[0][:1].isalpha()
+  return cells[0] if same_note else " / ".join(cells)
+
+
+def _discriminating(rows) -> list[str]:
+  """The protocols that separate rows the 5-way random ones do not: hard N-way, full pool."""
+  lines = ["## Protocols that discriminate (0-shot)", "",
+           "Hard N-way: each unseen tool with its N - 1 nearest tools of the split by the "
+           "zero-shot encoder's similarity of their documentation (the same candidate sets for "
+           "every row; only the centre tool's queries scored; `mta_jax.hard_tasks`). Full pool: "
+           "every unseen query against all the split's tools.", "",
+           "| Row | " + " | ".join(f"{n} hard 5 / 10" for _, n in DATASETS) + " |",
+           "|" + "---|" * (len(DATASETS) + 1)]
+  for name, runs in rows.items():
+    cells = [_joined([_cell(runs, d, m) for m in HARD]) for d, _ in DATASETS]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  lines += ["", "| Row | " + " | ".join(f"{n} full pool{_pool_sizes(rows, d)} top-1 / top-3 / "
+                                           "MRR" for d, n in DATASETS) + " |",
+            "|" + "---|" * (len(DATASETS) + 1)]
+  for name, runs in rows.items():
+    cells = [_joined([_cell(runs, d, f"full:{k}") for k in ("top1", "top3", "mrr")])
+             for d, _ in DATASETS]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  lines += ["", "— : the run's eval.json has no such protocol (written before it existed). "
+            "⁶ Skipped: the reason is in the run's eval.json.", "",
+            "## Hard 5-way, test-time adaptation (MTA-Tools)", "",
+            "| Row | 0-shot | K=1 | K=5 |", "|---|---|---|---|"]
+  for name, runs in rows.items():
+    lines.append(f"| {name} | " + " | ".join(_cell(runs, "mta_tools", "hard5", s)
+                                             for s in ("0shot", "k1", "k5")) + " |")
+  return lines + [""]
+
+
+def _values(run, dataset, mode, metric, shot):
+  """{query row: value} of one run's protocol, or None without per-query results."""
+  res = run["results"].get(dataset, {})
+  if mode == "full_pool":
+    block = res.get("full_pool", {}).get("0shot", {}).get("per_query")
+    return paired.rank_values(block, metric) if block else None
+  cell = res.get(mode, {}).get(shot, {})
+  if "note" in cell and "per_query" not in cell:  # no adaptation: K-shot repeats 0-shot
+    cell = res.get(mode, {}).get("0shot", {})
+  return paired.per_query_means(cell["per_query"]) if "per_query" in cell else None
+
+
+def compare(rows, a: str, b: str, n_boot: int = 10_000) -> list[str]:
+  """The paired comparison table of rows ``a`` and ``b`` (markdown lines)."""
+  for name in (a, b):
+    if name not in rows:
+      raise app.UsageError(f"--compare: no row {name!r}{_cli.did_you_mean(name, list(rows))}; "
+                           f"rows: {', '.join(rows)}")
+  lines = [f"## Paired comparison: {a} vs {b}", "",
+           f"Per query: accuracy over the episode seeds (averaged over a row's {len(rows[a])} / "
+           f"{len(rows[b])} runs), on the queries both rows scored; difference A - B with its 95% "
+           f"paired-bootstrap interval over queries ({n_boot} resamplings, seed 0). Accuracy in "
+           "%; MRR × 100. K-shot: a query counts the seeds where it was not drawn as a labelled "
+           "example (so the means can differ from the tables' by a few hundredths); a row "
+           "without test-time adaptation repeats its 0-shot hits.", "",
+           f"| protocol | dataset | {a} | {b} | difference | 95% CI | n queries |",
+           "|---|---|---|---|---|---|---|"]
+  shots = ("0shot", "k1", "k5")
+  n_rows = 0
+  for label, mode, metric in COMPARED:
+    for shot in (("0shot",) if mode == "full_pool" else shots):
+      for ds_name, ds_label in DATASETS:
+        va = [_values(r, ds_name, mode, metric, shot) for r in rows[a]]
+        vb = [_values(r, ds_name, mode, metric, shot) for r in rows[b]]
+        if any(v is None for v in va + vb):
+          continue
+        shas = {r["results"][ds_name][mode][shot].get("tasks", {}).get("candidate_sets_sha")
+                for r in rows[a] + rows[b] if mode in HARD}
+        if len(shas) > 1:
+          raise app.UsageError(f"{ds_name} {mode}: the rows were scored on different candidate "
+                               f"sets ({', '.join(sorted(map(str, shas)))}); re-evaluate them")
+        _, xa, xb = paired.pair_values(va, vb)
+        if not len(xa):
+          continue
+        r = paired.paired_bootstrap(xa, xb, n_boot=n_boot)
+        proto = label if mode == "full_pool" else f"{label} {SHOT_LABELS[shot]}"
+        lines.append(f"| {proto} | {ds_label} | {100 * r['mean_a']:.2f} | "
+                     f"{100 * r['mean_b']:.2f} | {100 * r['diff']:+.2f} | "
+                     f"[{100 * r['lo']:+.2f}, {100 * r['hi']:+.2f}] | {r['n']} |")
+        n_rows += 1
+  if not n_rows:
+    lines.append("| (no protocol with per-query results in both rows: evaluate them with "
+                 "`evaluate.py --per_query_shots=0shot`) | | | | | | |")
+  return lines + [""]
+
+
+def report(rows, title: str, note: str, plots_rel: str, plots: list[str],
+           comparisons: list[list[str]] = ()) -> str:
   """The markdown text of RESULTS.md."""
   lines = [f"# {title}", ""]
   if note:
@@ -188,7 +313,9 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str]) -> str
     fp_cells = [_fmt([f[k] for f in fp]) if all(fp) else "—" for k in ("top3", "mrr")]
     lines.append(f"| {name} | " + " | ".join(cells + fp_cells) + " |")
   lines += ["", "Rows without an inner loop (Random, BM25, Base, SFT) do not adapt: their K-shot "
-            "cells repeat 0-shot.", "", "## Commands", ""]
+            "cells repeat 0-shot.", ""]
+  lines += _discriminating(rows)
+  lines += ["## Commands", ""]
   for name, runs in rows.items():
     for r in runs:
       train_cmd = ""
@@ -207,6 +334,8 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str]) -> str
         if ds_name in resumed:
           when.append("kept from an earlier run of this command")
         lines.append(f"  - {ds_name}: {what}" + (f" ({'; '.join(when)})" if when else ""))
+  for c in comparisons:
+    lines += [""] + c
   if plots:
     lines += ["", "## Plots", ""] + [f"![{p}]({plots_rel}/{p})" for p in plots]
   return "\n".join(lines) + "\n"
@@ -218,13 +347,20 @@ def main(argv) -> None:
   rows = _load(_WORKDIRS.value)
   if not rows:
     raise app.UsageError(f"no eval.json under {_WORKDIRS.value}")
+  pairs = []
+  for c in _COMPARE.value:
+    names = [x.strip() for x in c.split(",")]
+    if len(names) != 2 or not all(names):
+      raise app.UsageError(f"--compare={c}: give two row names, ROW_A,ROW_B")
+    pairs.append(names)
+  comparisons = [compare(rows, a, b, _N_BOOT.value) for a, b in pairs]
   out = pathlib.Path(_OUT.value)
   plots_dir = out.parent / _PLOTS.value
   plots = _plots(rows, plots_dir)
-  text = report(rows, _TITLE.value, _NOTE.value, _PLOTS.value, plots)
+  text = report(rows, _TITLE.value, _NOTE.value, _PLOTS.value, plots, comparisons)
   out.write_text(text)
   print(text)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main, "report")

@@ -17,6 +17,12 @@ Adaptation at test time (for models with an inner loop):
 Full-pool ranking scores every scored query against all the split's tools (one episode adapted
 on all their views): top-1, top-3, MRR. Scores are broken at random on exact ties.
 
+Hard N-way tasks (modes ``hard5``, ``hard10``: each scored tool with its nearest tools by
+documentation similarity, the same for every row) are built in ``mta_jax.hard_tasks`` and run
+through ``protocol`` like SD and CD (``evaluate(..., neighbours=...)``). With
+``EvalSpec.per_query``, each protocol also stores per-query hits (``mta_jax.paired``) for the
+paired bootstrap of ``experiments/report.py --compare``.
+
 A *score function* (``ScoreFn``, the one type for models and baselines) maps a batch of task
 index dicts (``episodes.gather``'s input, episode axis first, plus ``tool_ids``/``query_rows``)
 to (E, Q, N) scores; models and baselines differ only there. Index-only score functions (BM25,
@@ -32,11 +38,13 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from mta_jax import bilevel, episodes
+from mta_jax import bilevel, episodes, paired
 from mta_jax.data import ToolDataset
 
 ScoreFn = Callable[[dict], np.ndarray]
 SHOTS = {"0shot": 0, "k1": 1, "k5": 5}
+# The third word of each protocol's episode seed; SD and CD keep their original draws.
+MODE_IDS = {"sd": 0, "cd": 1, "hard5": 2, "hard10": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +58,7 @@ class EvalSpec:
   n_views: int = 4
   batch: int = 8  # tasks per predict call (fixed, so predict compiles once per shape)
   full_pool: bool = True
+  per_query: tuple[str, ...] = ()  # shots whose per-query hits (and full-pool ranks) are kept
 
 
 @dataclasses.dataclass
@@ -198,26 +207,55 @@ def _hits(rng, scores, labels):
   return np.argmax(scores + jitter, axis=1) == labels
 
 
+def scored_rows(split: Split) -> np.ndarray:
+  """Every query row of the split's scored tools, sorted (the per-query blocks' order)."""
+  return np.sort(np.concatenate([split.queries_by_tool[int(t)] for t in split.scored_tools]))
+
+
 def protocol(score_fn: ScoreFn, ds: ToolDataset, split: Split, mode: str, k_shot: int,
-             spec: EvalSpec, main_doc, view_rows) -> dict:
-  """Top-1 accuracy, mean ± std over ``spec.seeds``, with per-group accuracy."""
-  accs, per_group = [], {}
+             spec: EvalSpec, main_doc, view_rows, neighbours=None,
+             per_query: bool = False) -> dict:
+  """Top-1 accuracy, mean ± std over ``spec.seeds``, with per-group accuracy.
+
+  ``mode``: ``sd``, ``cd`` or a hard mode of ``mta_jax.hard_tasks`` (needs ``neighbours``).
+  ``per_query``: also the per-query hits over the seeds (``mta_jax.paired``)."""
+  if mode not in MODE_IDS:
+    raise ValueError(f"mode must be one of {', '.join(MODE_IDS)}, got {mode!r}")
+  hard = None
+  if mode.startswith("hard"):
+    from mta_jax import hard_tasks as hard  # pylint: disable=import-outside-toplevel
+    if why := hard.skip_reason(split, mode, neighbours):
+      raise ValueError(why)
+  accs, per_group, seed_rows, seed_hits = [], {}, [], []
   for seed in spec.seeds:
-    rng = np.random.default_rng([seed, k_shot, 0 if mode == "sd" else 1])
-    tasks = make_tasks(rng, ds, split, mode, spec.n_way, k_shot, main_doc, view_rows,
-                       spec.n_views)
+    rng = np.random.default_rng([seed, k_shot, MODE_IDS[mode]])
+    if hard is None:
+      tasks = make_tasks(rng, ds, split, mode, spec.n_way, k_shot, main_doc, view_rows,
+                         spec.n_views)
+    else:
+      tasks = hard.make_hard_tasks(rng, split, neighbours, hard.MODES[mode], k_shot, main_doc,
+                                   view_rows, spec.n_views)
     scores, labels, rows, _ = task_scores(score_fn, tasks, spec.batch)
     hits = _hits(rng, scores, labels)
     accs.append(float(hits.mean()))
+    seed_rows.append(rows)
+    seed_hits.append(hits)
     for r, h in zip(rows, hits):
       per_group.setdefault(ds.tools[ds.queries[r].tool].group, []).append(float(h))
-  return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "per_seed": accs,
-          "n_queries": int(len(labels)),
-          "per_group": {g: float(np.mean(v)) for g, v in sorted(per_group.items())}}
+  out = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "per_seed": accs,
+         "n_queries": int(len(labels)),
+         "per_group": {g: float(np.mean(v)) for g, v in sorted(per_group.items())}}
+  if hard is not None:
+    out["tasks"] = {"n_way": hard.MODES[mode], "n_tasks": int(len(split.scored_tools)),
+                    "candidate_sets_sha": neighbours.fingerprint(hard.MODES[mode]),
+                    "similarity": hard.SIMILARITY}
+  if per_query:
+    out["per_query"] = paired.per_query_block(scored_rows(split), seed_rows, seed_hits)
+  return out
 
 
 def full_pool(score_fn: ScoreFn, ds: ToolDataset, split: Split, main_doc, view_rows,
-              n_views: int) -> dict:
+              n_views: int, per_query: bool = False) -> dict:
   """Every scored query against all the split's tools (one episode): top-1, top-3, MRR."""
   tools = split.scored_tools if split.ranked_tools is None else split.ranked_tools
   rows = [split.queries_by_tool[int(t)] for t in tools]
@@ -228,20 +266,26 @@ def full_pool(score_fn: ScoreFn, ds: ToolDataset, split: Split, main_doc, view_r
               [list(view_rows[t][:n_views]) for t in tools], n_views)),
           "query": jax.tree.map(lambda x: x[None], _stream([list(r) for r in rows], width))}
   task["query_rows"] = np.where(task["query"]["w"] > 0, task["query"]["idx"], -1)
-  scores, labels, _, _ = task_scores(score_fn, task, 1)
+  scores, labels, qrows, _ = task_scores(score_fn, task, 1)
   jitter = 1e-9 * np.random.default_rng(0).random(scores.shape)
   s = scores + jitter
   gold = s[np.arange(len(labels)), labels][:, None]
   rank = 1 + (s > gold).sum(1)
-  return {"top1": float(np.mean(rank == 1)), "top3": float(np.mean(rank <= 3)),
-          "mrr": float(np.mean(1.0 / rank)), "n_tools": int(len(tools)),
-          "n_queries": int(len(labels))}
+  out = {"top1": float(np.mean(rank == 1)), "top3": float(np.mean(rank <= 3)),
+         "mrr": float(np.mean(1.0 / rank)), "n_tools": int(len(tools)),
+         "n_queries": int(len(labels))}
+  if per_query:
+    out["per_query"] = paired.ranks_block(qrows, rank)
+  return out
 
 
 def evaluate(score_fn: ScoreFn, ds: ToolDataset, split: Split, main_doc, view_rows,
-             spec: EvalSpec = EvalSpec(), adapts: bool = True, progress: bool = False) -> dict:
+             spec: EvalSpec = EvalSpec(), adapts: bool = True, progress: bool = False,
+             neighbours=None) -> dict:
   """Every protocol of ``spec`` for one score function. ``adapts=False`` (no inner loop, no
-  support set: Random, BM25, Base, SFT) evaluates the K-shot settings once and labels them."""
+  support set: Random, BM25, Base, SFT) evaluates the K-shot settings once and labels them.
+  Hard modes need ``neighbours`` (``hard_tasks.neighbours_for``), computed once per dataset and
+  passed unchanged for every row; without them they are skipped with the reason."""
   out: dict = {}
   jobs = [(m, s) for m in spec.modes for s in spec.shots]
   if progress:
@@ -249,17 +293,23 @@ def evaluate(score_fn: ScoreFn, ds: ToolDataset, split: Split, main_doc, view_ro
     jobs = tqdm(jobs, desc="protocols", leave=False)
   for mode, shot in jobs:
     k = SHOTS[shot]
-    if why := skip_reason(ds, split, mode, k):
+    why = skip_reason(ds, split, "cd" if mode.startswith("hard") else mode, k)
+    if why is None and mode.startswith("hard"):
+      from mta_jax import hard_tasks  # pylint: disable=import-outside-toplevel
+      why = hard_tasks.skip_reason(split, mode, neighbours)
+    if why:
       out.setdefault(mode, {})[shot] = {"skipped": why}
       continue
-    if not adapts and k > 0:
+    if not adapts and k > 0 and "mean" in out[mode].get("0shot", {}):
       res = dict(out[mode]["0shot"], note="no test-time adaptation: equals 0shot")
+      res.pop("per_query", None)  # the 0shot block's; a comparison reads it from there
     else:
-      res = protocol(score_fn, ds, split, mode, k, spec, main_doc, view_rows)
+      res = protocol(score_fn, ds, split, mode, k, spec, main_doc, view_rows, neighbours,
+                     per_query=shot in spec.per_query)
     out.setdefault(mode, {})[shot] = res
   if spec.full_pool:
     out["full_pool"] = {"0shot": full_pool(score_fn, ds, split, main_doc, view_rows,
-                                           spec.n_views)}
+                                           spec.n_views, per_query="0shot" in spec.per_query)}
   return out
 
 
