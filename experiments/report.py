@@ -41,6 +41,7 @@ ORDER = (["Random", "BM25", "Base (zero-shot)"] + list(algorithms.row_names().va
             "LLM LoRA SFT", "LLM MTA-LoRA"])
 # (header, dataset, mode) of the main table; "sd/cd" shows both.
 COLUMNS = [("MTA-Tools SD", "mta_tools", "sd"), ("MTA-Tools CD", "mta_tools", "cd"),
+           ("MTA-Tools hard 5-way", "mta_tools", "hard5"),
            ("API-Bank (5-way CD)", "api_bank", "cd"),
            ("ToolAlpaca (within-API / CD)", "toolalpaca", "sd/cd"),
            ("APIBench (per hub / CD)", "apibench", "sd/cd"),

@@ -52,6 +52,26 @@ def test_neighbours_are_the_nearest_by_cosine_and_ties_go_to_the_lower_index():
   assert len(ds.tools) > 13 and set(nb.centres) == set(split.scored_tools)
 
 
+def test_similarity_reads_the_base_rows_sentence_embeddings_of_the_main_documents(monkeypatch):
+  from mta_jax import features  # pylint: disable=import-outside-toplevel
+  ds = _dataset()
+  _, main, views = ds.documents(4)
+  asked = []
+
+  def fake_cache(ds_, spec, cache_dir, encoder=None, progress=True):
+    asked.append((spec, cache_dir, encoder))
+    d_h = np.arange(len(ds_.documents(4)[0]), dtype=np.float32)[:, None, None] * np.ones((1, 1, 3))
+    return features.TextCache(np.zeros((1, 1, 3)), np.ones((1, 1)), d_h, np.ones(d_h.shape[:2]),
+                              main, views, "k")
+  monkeypatch.setattr(features, "text_cache", fake_cache)
+  emb = hard_tasks.doc_embeddings(ds, "/cache")
+  np.testing.assert_array_equal(emb[:, 0], main)  # row t = tool t's main document
+  # The pooled sentence embedding (every layer cached) with the Base row's lengths, whatever
+  # the evaluated row's config.
+  assert asked == [(features.FeatureSpec(n_lower=6, q_len=48, d_len=128, n_views=4), "/cache",
+                    None)]
+
+
 def test_hard_tasks_are_deterministic_and_the_same_for_every_score_function():
   ds, split, main, views, _, nb = _setup()
   spec = run_eval.EvalSpec(seeds=(0, 1, 2), batch=4)
