@@ -10,6 +10,11 @@ flagfile, config value out of range, unknown or unbuilt dataset, non-finite loss
 workdir or checkpoint; see experiments/_cli.py); 128+signal after SIGTERM/Ctrl-C (a checkpoint
 was saved).
 Relative paths (workdir, data_dir, cache_dir) resolve against the working directory.
+
+Every local device is used (data parallel; --config.mesh.devices=N for fewer). Several hosts:
+start the same command on each with --coordinator_address=HOST:PORT --num_processes=P
+--process_id=I (or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID; SLURM and TPU
+pods are detected); the workdir must be one shared folder. See README "More devices, more hosts".
 """
 
 import datetime
@@ -28,6 +33,16 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "A get_config(arg) fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the run writes everything.")
 flags.mark_flags_as_required(["config", "workdir"])
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-host: HOST:PORT of process 0's coordinator "
+    "(default $JAX_COORDINATOR_ADDRESS; unset = one host).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Multi-host: number of processes ($JAX_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "Multi-host: this process's id, 0..P-1 ($JAX_PROCESS_ID).")
+_DIST_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", 300, "Multi-host: seconds to wait for the coordinator and every "
+    "process before a one-line error.", lower_bound=1)
 
 
 def _record_command(workdir: str) -> None:
@@ -50,10 +65,15 @@ def main(argv) -> None:
   # standard root logger, which this leaves at INFO.
   std_logging.getLogger("absl").setLevel(std_logging.WARNING)
   # Imports after flag parsing: --help stays fast and JAX picks up the environment.
-  from mta_jax import runtime  # pylint: disable=import-outside-toplevel
-  runtime.setup_jax()
+  from mta_jax import run_config, runtime, sharding  # pylint: disable=import-outside-toplevel
+  try:
+    runtime.setup_jax(distributed=sharding.DistributedSpec.from_env(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DIST_TIMEOUT.value))
+  except sharding.MeshError as e:
+    raise run_config.ConfigError(str(e)) from None
   from mta_jax import train  # pylint: disable=import-outside-toplevel
-  _record_command(_WORKDIR.value)
+  if sharding.is_primary():
+    _record_command(_WORKDIR.value)
   # Bad config values, missing data, unusable workdirs or checkpoints and non-finite losses
   # raise the types in _cli.USER_ERRORS: _cli.run prints their one-line message and exits 1.
   try:
@@ -62,6 +82,8 @@ def main(argv) -> None:
     logging.warning("%s; rerun the same command to resume", e)
     sys.exit(128 + e.signum)
   logging.info("done: %s", {k: summary[k] for k in ("step", "best_val", "best_step")})
+  if not sharding.is_primary():
+    return
   print(f"done: step {summary['step']}, best validation accuracy {summary['best_val']:.4f} "
         f"at step {summary['best_step']} ({_WORKDIR.value})")
 

@@ -54,10 +54,18 @@ def state_digest(tree: Any) -> str:
   h = hashlib.sha256()
   leaves = [(_path_name(p), x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
   for name, leaf in sorted(leaves, key=lambda t: t[0]):
-    a = np.asarray(leaf)
+    a = _host(leaf)
     h.update(f"{name}:{a.dtype}{a.shape}".encode())
     h.update(np.ascontiguousarray(a).tobytes())
   return h.hexdigest()
+
+
+def _host(leaf) -> np.ndarray:
+  """A leaf's host value; a replicated array of a multi-process run is read from its own copy."""
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+    from mta_jax import sharding  # pylint: disable=import-outside-toplevel
+    return sharding.to_host(leaf)
+  return np.asarray(leaf)
 
 
 def check_workdir(workdir: str | os.PathLike, need_bytes: int = 0) -> pathlib.Path:
@@ -157,7 +165,11 @@ def _restore(mgr: ocp.CheckpointManager, step: int, abstract_state: Any | None):
     if abstract_state is None:
       meta = mgr.item_metadata(step)["state"]
       tree = meta.tree if hasattr(meta, "tree") else meta
-      abstract_state = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
+      # On this process's first device, whatever device count saved it (Orbax would otherwise
+      # ask for the saving run's topology).
+      dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      abstract_state = jax.tree.map(
+          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=dev), tree)
     out = mgr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), config=ocp.args.JsonRestore()))
     state, record = out["state"], out["config"]
@@ -192,7 +204,8 @@ def restore_newest(workdir: str | os.PathLike, which: str = "best") -> tuple[Any
     if not folder.is_dir():
       continue
     mgr = ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(
-        create=False, read_only=True))
+        create=False, read_only=True), item_handlers={  # handlers: item_metadata reads shapes
+            "state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler()})
     try:
       step = mgr.latest_step()
       if step is None:

@@ -15,6 +15,13 @@ Guarantees (tested in ``tests/test_train.py`` and ``tests/test_meta_train_e2e.py
   ``TrainingInterrupted``; a non-finite metric raises ``NonFiniteError`` naming the step and the
   metric before anything non-finite is saved; an unwritable or full workdir fails before
   training (``checkpointing.check_workdir``).
+- **Every device.** ``config.mesh.devices`` (``"all"``, the default, or N) picks the devices of
+  a one-axis mesh (``mta_jax.sharding``): the state is replicated, each step's batch is split
+  over the devices (episodes on axis 0; SFT's query rows), XLA averages the gradients. One
+  device in one process runs the unsharded program (bit for bit the single-device run). Under
+  ``jax.distributed`` each process builds only its rows of the (seed, step) batch, process 0
+  alone writes logs, metrics and config.json, and every process takes part in the Orbax saves.
+  Checkpoints restore on any device count.
 
 Fault injection for tests: ``MTA_FAULT_KILL_AT_STEP=k`` SIGKILLs the process right after step
 ``k`` (after its checkpoint, if any, has been *started*: an async save may be left partial).
@@ -37,12 +44,13 @@ import ml_collections
 import numpy as np
 
 from mta_jax import algorithms, baselines, bilevel, checkpointing, episodes, features, inference
-from mta_jax import metrics_log
+from mta_jax import metrics_log, sharding
 from mta_jax import params as P
 from mta_jax import run_eval
 from mta_jax.learner import Learner
-from mta_jax.run_config import (episode_spec, feature_spec, load_dataset, model_configs,
-                                optim_config, validate, validate_data)
+from mta_jax.run_config import (ConfigError, episode_spec, feature_spec, load_dataset,
+                                model_configs, optim_config, validate, validate_data,
+                                validate_mesh)
 
 class NonFiniteError(FloatingPointError):
   """A metric became NaN or infinite; names the step and the metric."""
@@ -62,7 +70,7 @@ def _check_finite(pending: list, last_saved: int, ckpt_dir: pathlib.Path) -> lis
   """Host copies of pending step metrics; raises on the first non-finite value."""
   rows = []
   for step, metrics in pending:
-    host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    host = {k: float(sharding.to_host(v)) for k, v in metrics.items()}
     for k, v in host.items():
       if not math.isfinite(v):
         raise NonFiniteError(
@@ -135,6 +143,10 @@ class Setup:
   sample: Callable[[np.random.Generator], Any]
   validate: Callable[[dict], float]
   steps: int  # total training steps
+  # Optional: ``sample_rows(rng, rows)`` = the rows ``rows`` (a slice of the episode axis, or of
+  # SFT's query rows) of ``sample(rng)``, built without the others (each process of a multi-host
+  # run builds only its own); without it the trainer slices ``sample(rng)``.
+  sample_rows: Callable[[np.random.Generator, slice], Any] | None = None
 
 
 def encoder_setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Setup:
@@ -165,13 +177,18 @@ def encoder_setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> S
                                 n_views=config.features.n_views, batch=config.eval.batch)
   bind = run_eval.model_scorer(learner, meta_cfg, cache.arrays())
 
-  def sample(rng):
+  def indices(rng):
     if algo.episodic:
       idx = episodes.sample_episodes(rng, pool, spec, config.episodes.batch)
     else:
       idx = baselines.sample_sft_batch(rng, pool, config.sft.batch)
-    return episodes.gather_jit(dev_cache, {k: idx[k] for k in ("tools", "support", "views",
-                                                                 "query")})
+    return {k: idx[k] for k in ("tools", "support", "views", "query")}
+
+  def sample(rng):
+    return episodes.gather_jit(dev_cache, indices(rng))
+
+  def sample_rows(rng, rows: slice):
+    return episodes.gather_jit(dev_cache, _rows_of(indices(rng), rows, algo.episodic))
 
   def validate_state(st) -> float:
     res = run_eval.protocol(bind(bilevel.full_meta(st)), ds, val_split, config.eval.mode, 0,
@@ -179,7 +196,15 @@ def encoder_setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> S
     return res["mean"]
 
   return Setup(learner, meta_cfg, bilevel.make_optimizer(optim_config(config)), sample,
-               validate_state, config.total_steps)
+               validate_state, config.total_steps, sample_rows)
+
+
+def _rows_of(batch, rows: slice, episodic: bool):
+  """The rows ``rows`` of a batch: episodes (axis 0), or SFT's query rows (axis 1)."""
+  if episodic:
+    return jax.tree.map(lambda x: x[rows], batch)
+  return {k: jax.tree.map(lambda x: x[:, rows], v) if k == "query" else v
+          for k, v in batch.items()}
 
 
 def _llm_setup(config, workdir):
@@ -189,6 +214,61 @@ def _llm_setup(config, workdir):
 
 SETUPS: dict[str, Callable[[ml_collections.ConfigDict, pathlib.Path], Setup]] = {
     "encoder": encoder_setup, "llm": _llm_setup}
+
+
+# ---------------------------------------------------------------------------- devices
+
+def _batch_key(config, kind: str, episodic: bool) -> str:
+  """The config key of the number that is split over the devices."""
+  if kind == "llm":
+    return "meta.meta_batch" if episodic else "sft.batch_size"
+  return "episodes.batch" if episodic else "sft.batch"
+
+
+def _mesh(config, kind: str, episodic: bool):
+  """(mesh or None, global batch rows) for ``config.mesh.devices``; one-line ``ConfigError``s."""
+  key = _batch_key(config, kind, episodic)
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  setting = (config.get("mesh") or {}).get("devices", "all")
+  try:
+    return sharding.make_mesh(setting, int(node), f"config.{key}"), int(node)
+  except sharding.MeshError as e:
+    msg = str(e)
+    raise ConfigError(msg if msg.startswith("config.") else f"config.{msg}") from None
+
+
+def _episodic(config) -> bool | None:
+  try:
+    return algorithms.get(config.meta.algorithm).episodic
+  except Exception:  # pylint: disable=broad-except  # an unknown name: the set-up says which
+    return None
+
+
+def _data_parallel_step(learner, meta_cfg, optimizer, mesh):
+  """``step(state, batch, key)`` over ``mesh``: the inputs come placed (state replicated, the
+  batch split by ``sharding.batch_spec``); the state stays replicated. Like
+  ``bilevel.make_meta_train_step(mesh=...)`` but for any batch layout (SFT splits axis 1) and
+  with the learner's constants replicated once, not on every call."""
+  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  step = bilevel.meta_train_step_fn(learner, meta_cfg, optimizer)
+  jitted = jax.jit(step, donate_argnums=(0,), out_shardings=(rep, rep))
+  constants = learner.constants or None
+  if constants is None:
+    return jitted
+  constants = sharding.replicate(constants, mesh)
+  return lambda state, batch, key: jitted(state, batch, key, constants)
+
+
+class _NoWriter:
+  """Processes other than 0 write no metrics."""
+
+  def write(self, *_args, **_kwargs):
+    pass
+
+  def close(self):
+    pass
 
 
 # ---------------------------------------------------------------------------- train
@@ -203,12 +283,25 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
                       f"{did_you_mean(kind, SETUPS)}")
   if kind == "encoder":
     validate(config)
+  validate_mesh(config)
+  episodic = _episodic(config)
+  if episodic is not None:  # devices and batch checked before any data or model loads
+    mesh, rows = _mesh(config, kind, episodic)
   workdir = checkpointing.check_workdir(workdir)
   setup = SETUPS[kind](config, workdir)  # reads and checks the data first, then the model
+  if episodic is None:
+    episodic = setup.meta_cfg.algo.episodic
+    mesh, rows = _mesh(config, kind, episodic)
+  primary = sharding.is_primary()
   cfg_dict = json.loads(config.to_json_best_effort())
   logging.info("workdir: %s\nconfig:\n%s", workdir, config)
   logging.info("seed: %d", config.seed)
-  (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=2, sort_keys=True))
+  if mesh is not None:
+    logging.info("mesh: %d devices (%s) in %d process(es); %d batch rows a step, %d a device",
+                 mesh.devices.size, jax.devices()[0].platform, jax.process_count(), rows,
+                 rows // mesh.devices.size)
+  if primary:
+    (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=2, sort_keys=True))
   learner, meta_cfg, optimizer = setup.learner, setup.meta_cfg, setup.optimizer
   algo = meta_cfg.algorithm
 
@@ -216,12 +309,21 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   root_key = jax.random.key(config.seed)
   init_fn = lambda key: bilevel.init_train_state(learner, meta_cfg, optimizer, key)
   abstract = jax.eval_shape(init_fn, root_key)
-  step_fn = bilevel.make_meta_train_step(learner, meta_cfg, optimizer)
+  if mesh is None:
+    step_fn = bilevel.make_meta_train_step(learner, meta_cfg, optimizer)
+    key_of = lambda i: jax.random.fold_in(root_key, i)
+  else:
+    step_fn = _data_parallel_step(learner, meta_cfg, optimizer, mesh)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    key_of = jax.jit(lambda i: jax.random.fold_in(root_key, i), out_shardings=replicated)
   state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract))
   checkpointing.check_workdir(workdir, need_bytes=int(state_bytes * (config.keep_ckpts + 2)))
 
   # ---------------------------------------------------------------- checkpoint & resume
   ckpts = checkpointing.Checkpoints(workdir, keep=config.keep_ckpts)
+  if mesh is not None:  # restored straight onto the mesh, whatever count saved it
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                            abstract)
   restored = ckpts.restore_latest(abstract)
   book = {"best_val": -1.0, "best_step": -1}
   if restored is not None:
@@ -234,10 +336,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
       state = _init_from(state, config.init_from)
     else:
       logging.info("initialised from the pretrained %s", learner.name)
-  start = int(state["step"])
-  logging.info("parameters:\n%s", P.overview(bilevel.full_meta(state)["params"]))
+    if mesh is not None:
+      state = sharding.replicate(state, mesh)
+  start = int(sharding.to_host(state["step"]))
+  logging.info("parameters:\n%s", P.overview(sharding.local_copy(bilevel.full_meta(state))[
+      "params"]))
   # ---------------------------------------------------------------- loop
-  writer = metrics_log.MetricWriter(workdir, resume_step=start)
+  writer = metrics_log.MetricWriter(workdir, resume_step=start) if primary else _NoWriter()
   kill_at = int(os.environ.get("MTA_FAULT_KILL_AT_STEP", "-1"))
   pending: list = []
   last_saved = start if restored is not None else 0
@@ -257,13 +362,37 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
   total = setup.steps
   bar = tqdm(total=total, initial=start, desc=f"train {algo}", unit="step",
-             dynamic_ncols=True, disable=not config.progress)
+             dynamic_ncols=True, disable=not config.progress or not primary)
+
+  def batch_of(i: int):
+    rng = np.random.default_rng([config.seed, i])
+    if mesh is None:
+      return setup.sample(rng)
+    if jax.process_count() == 1:
+      local = setup.sample(rng)
+    else:  # this process's rows only
+      mine = sharding.process_rows(mesh, rows)
+      local = (setup.sample_rows(rng, mine) if setup.sample_rows is not None else
+               _rows_of(setup.sample(rng), mine, episodic))
+    return sharding.place_batch(local, mesh, sharding.batch_spec(local, episodic), rows)
+
+  def validate_state(st) -> float:
+    if mesh is None:
+      return setup.validate(st)
+    acc = setup.validate(sharding.local_copy(st))  # the single-device program, on each process
+    if jax.process_count() > 1:  # every process takes process 0's value (one best checkpoint)
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      bits = np.frombuffer(np.float64(acc).tobytes(), np.int32)  # float64 exactly, without x64
+      acc = float(np.frombuffer(np.asarray(multihost_utils.broadcast_one_to_all(bits),
+                                           np.int32).tobytes(), np.float64)[0])
+    return acc
+
   t0, n0 = time.perf_counter(), start
   try:
     with _SignalFlag() as sig:
       for i in range(start, total):
-        batch = setup.sample(np.random.default_rng([config.seed, i]))
-        state, metrics = step_fn(state, batch, jax.random.fold_in(root_key, i))
+        batch = batch_of(i)
+        state, metrics = step_fn(state, batch, key_of(i))
         step = i + 1
         pending.append((step, metrics))
         bar.update(1)
@@ -275,7 +404,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
           bar.set_postfix(loss=f"{summary['outer/loss']:.3f}", acc=f"{summary['outer/acc']:.3f}")
         if step % config.eval_every == 0 or last:
           flush()
-          acc = setup.validate(state)
+          acc = validate_state(state)
           if acc > book["best_val"]:
             book.update(best_val=acc, best_step=step)
             ckpts.save(step, state, {"config": cfg_dict, "train": book}, best=True)
@@ -299,5 +428,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
     ckpts.wait()
     ckpts.close()
     writer.close()
-  summary.update(step=int(state["step"]), best_val=book["best_val"], best_step=book["best_step"])
+  summary.update(step=int(sharding.to_host(state["step"])), best_val=book["best_val"],
+                 best_step=book["best_step"])
   return summary

@@ -77,6 +77,9 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
       steps=500, meta_batch=4, n_way=5, k_shot=1, q_query=1, mode="sd"))
   # The trainer's bookkeeping (mta_jax.train): metrics every log_every steps, validation (best
   # checkpoint) every eval_every, periodic checkpoints every ckpt_every (keep_ckpts kept).
+  # Data parallel for sft/mta training: "all" devices or N; meta.meta_batch (mta) or
+  # sft.batch_size (sft) must divide over them.
+  c.mesh = ml_collections.ConfigDict(dict(devices="all"))
   c.log_every = 10
   c.eval_every = 100
   c.ckpt_every = 100

@@ -54,6 +54,9 @@ def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
       n_way=5, k_shot=0, q_query=5, n_views=4, mode="cd" if "cd" in tokens else "sd", batch=16))
   c.features = ml_collections.ConfigDict(dict(q_len=48, d_len=128, n_views=4))
   c.sft = ml_collections.ConfigDict(dict(batch=64))
+  # Data parallel: "all" local devices (every process's under jax.distributed) or N; the batch
+  # (episodes.batch, or sft.batch for SFT) must divide over them. One device = the plain program.
+  c.mesh = ml_collections.ConfigDict(dict(devices="all"))
 
   c.total_steps = 1500
   c.log_every = 25

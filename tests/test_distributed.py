@@ -1,0 +1,237 @@
+"""Data-parallel and multi-host training through ``train.train`` and ``meta_train.py``.
+
+- 8 fake CPU devices: 20 steps of the smoke config on 8 devices equal 20 on 1 (metrics and
+  parameters within 1e-6), the checkpoint written on 8 resumes on 1 and continues identically,
+  SFT's split query rows equal one device, a bad mesh request is one line and touches nothing;
+- two processes on localhost (``jax.distributed``, CPU collectives), 2 fake devices each, equal
+  one process with 4 devices; a coordinator that does not answer is one line, exit status 1.
+
+Each case runs in its own subprocesses (the device count is fixed when JAX starts), bounded in
+time; the features come from the tests' shared cache (tests/test_train.py).
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from mta_jax import sharding
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+
+
+def _env(n_devices: int) -> dict:
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}",
+             JAX_PLATFORMS="cpu", PYTHONPATH=f"{ROOT}{os.pathsep}{TESTS}")
+  env.pop("JAX_COORDINATOR_ADDRESS", None)
+  return env
+
+
+EIGHT = textwrap.dedent("""
+    import json, pathlib, shutil, sys
+    import jax, numpy as np
+    from mta_jax import checkpointing, metrics_log, run_config, train
+    from test_train import small_config, write_small_dataset
+    import mta
+    assert jax.device_count() == 8, jax.devices()
+    tmp = pathlib.Path(sys.argv[1])
+    data = write_small_dataset(tmp / "data")
+
+    def cfg(devices, arg="sd,smoke", **kw):
+      c = small_config(data, **kw)
+      if arg != "sd,smoke":  # another algorithm's row, same data and sizes
+        base = mta.get_config(arg)
+        for k in ("meta", "optim"):
+          c[k] = base[k]
+        c.optim.warmup_steps = 2
+      c.mesh.devices = devices
+      return c
+
+    def rows(wd):
+      return [{k: v for k, v in r.items() if k not in ("wall_time", "steps_per_s")}
+              for r in metrics_log.read_jsonl(wd)]
+
+    def final(wd):
+      state, _, step = checkpointing.restore_newest(wd, "latest")
+      return step, jax.tree.map(np.asarray, {"meta": state["meta"], "opt": state["opt"]})
+
+    def diff(a, b):
+      ra, rb = rows(a), rows(b)
+      assert [r["step"] for r in ra] == [r["step"] for r in rb], (len(ra), len(rb))
+      m = max(abs(x[k] - y[k]) for x, y in zip(ra, rb) for k in x)
+      (sa, ta), (sb, tb) = final(a), final(b)
+      assert sa == sb, (sa, sb)
+      p = max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(ta), jax.tree.leaves(tb)))
+      return m, p, all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(ta), jax.tree.leaves(tb)))
+
+    out = {}
+    kw = dict(total_steps=20, log_every=1, eval_every=10, ckpt_every=10, keep_ckpts=3)
+    kw["episodes.batch"] = 8
+    train.train(cfg("1", **kw), tmp / "one")
+    train.train(cfg("all", **kw), tmp / "eight")
+    out["maml_8_vs_1"] = diff(tmp / "one", tmp / "eight")
+    # The checkpoint of step 10 written on 8 devices, resumed on 1 device.
+    shutil.copytree(tmp / "eight", tmp / "resumed")
+    shutil.rmtree(tmp / "resumed" / "checkpoints" / "20")
+    shutil.rmtree(tmp / "resumed" / "best")
+    train.train(cfg("1", **kw), tmp / "resumed")
+    out["resume_8_on_1_vs_1"] = diff(tmp / "one", tmp / "resumed")
+    out["resume_8_on_1_vs_8"] = diff(tmp / "eight", tmp / "resumed")
+    # ... and the step-10 checkpoint of the 1-device run resumed on 8 devices.
+    shutil.copytree(tmp / "one", tmp / "resumed8")
+    shutil.rmtree(tmp / "resumed8" / "checkpoints" / "20")
+    shutil.rmtree(tmp / "resumed8" / "best")
+    train.train(cfg("all", **kw), tmp / "resumed8")
+    out["resume_1_on_8_vs_1"] = diff(tmp / "one", tmp / "resumed8")
+    # SFT: one "episode" of sft.batch query rows, split on its row axis.
+    kw = dict(total_steps=4, log_every=1, eval_every=4, ckpt_every=4)
+    kw["sft.batch"] = 16
+    train.train(cfg("1", "sft,smoke", **kw), tmp / "sft_one")
+    train.train(cfg("all", "sft,smoke", **kw), tmp / "sft_eight")
+    out["sft_8_vs_1"] = diff(tmp / "sft_one", tmp / "sft_eight")
+    # Bad requests: one line each, nothing written.
+    errors = {}
+    bad = {"too_many": dict(kw, total_steps=2), "not_dividing": dict(kw, total_steps=2)}
+    bad["not_dividing"]["episodes.batch"] = 6
+    for name, devices in (("too_many", "16"), ("not_dividing", "all")):
+      try:
+        train.train(cfg(devices, **bad[name]), tmp / name)
+        errors[name] = None
+      except run_config.ConfigError as e:
+        errors[name] = str(e)
+      assert not (tmp / name).exists(), name
+    out["errors"] = errors
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_eight_devices_equal_one_and_checkpoints_move_between_device_counts(tmp_path):
+  t0 = time.perf_counter()
+  proc = subprocess.run([sys.executable, "-c", EIGHT, str(tmp_path)], env=_env(8),
+                        capture_output=True, text=True, timeout=900, cwd=ROOT)
+  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  assert proc.returncode == 0 and line, proc.stdout[-3000:] + proc.stderr[-5000:]
+  out = json.loads(line[0][len("RESULT "):])
+  print(json.dumps(out, indent=1), f"{time.perf_counter() - t0:.0f} s")
+  for case in ("maml_8_vs_1", "resume_8_on_1_vs_1", "resume_8_on_1_vs_8", "resume_1_on_8_vs_1",
+               "sft_8_vs_1"):
+    metric_diff, param_diff, _ = out[case]
+    assert metric_diff <= 1e-6 and param_diff <= 1e-6, (case, out[case])
+  assert out["errors"]["too_many"] == (
+      "config.mesh.devices=16 is more than the 8 cpu devices this run sees: use 'all' or at "
+      "most 8"), out["errors"]
+  assert out["errors"]["not_dividing"].startswith(
+      "config.episodes.batch=6 does not divide over the 8 devices of config.mesh.devices=all"), (
+          out["errors"])
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _meta_train(data_dir, workdir, *extra) -> list:
+  return [sys.executable, str(ROOT / "experiments" / "meta_train.py"),
+          "--config=experiments/configs/mta.py:sd,smoke", f"--config.data_dir={data_dir}",
+          f"--config.cache_dir={ROOT / '.jax_cache' / 'test_features'}",
+          "--config.episodes.n_way=3", "--config.eval.n_way=3", "--config.episodes.batch=4",
+          "--config.total_steps=4", "--config.log_every=1", "--config.eval_every=2",
+          "--config.ckpt_every=2", f"--workdir={workdir}", *extra]
+
+
+def _run_all(cmds_envs, timeout: float) -> list:
+  """Starts every command, waits for all (killing every one still running at ``timeout``)."""
+  procs = [subprocess.Popen(c, env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for c, e in cmds_envs]
+  deadline = time.monotonic() + timeout
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=max(deadline - time.monotonic(), 1)))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  return [(p.returncode, o, e) for p, (o, e) in zip(procs, outs)]
+
+
+def _rows(workdir):
+  from mta_jax import metrics_log  # pylint: disable=import-outside-toplevel
+  return [{k: v for k, v in r.items() if k not in ("wall_time", "steps_per_s")}
+          for r in metrics_log.read_jsonl(workdir)]
+
+
+def test_two_processes_equal_one_process_with_as_many_devices(tmp_path):
+  from test_train import write_small_dataset  # pylint: disable=import-outside-toplevel
+  from mta_jax import checkpointing  # pylint: disable=import-outside-toplevel
+  data = write_small_dataset(tmp_path / "data")
+  port = _free_port()
+  dist = [(_meta_train(data, tmp_path / "two", f"--coordinator_address=localhost:{port}",
+                       "--num_processes=2", f"--process_id={i}", "--distributed_timeout=120"),
+           _env(2)) for i in range(2)]
+  results = _run_all(dist, timeout=420)
+  for rc, out, err in results:
+    assert rc == 0, out[-2000:] + err[-4000:]
+  assert "done: step 4" in results[0][1] and "done:" not in results[1][1]  # process 0 reports
+  (rc, out, err), = _run_all([(_meta_train(data, tmp_path / "four"), _env(4))], timeout=300)
+  assert rc == 0, out[-2000:] + err[-4000:]
+  a, b = _rows(tmp_path / "four"), _rows(tmp_path / "two")
+  assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) >= 4
+  metric_diff = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x)
+  sa, _, step_a = checkpointing.restore_newest(tmp_path / "four", "latest")
+  sb, _, step_b = checkpointing.restore_newest(tmp_path / "two", "latest")
+  assert step_a == step_b == 4
+  import jax  # pylint: disable=import-outside-toplevel
+  param_diff = max(float(np.abs(np.asarray(x) - np.asarray(y)).max())
+                   for x, y in zip(jax.tree.leaves(sa["meta"]), jax.tree.leaves(sb["meta"])))
+  print(f"2 processes x 2 devices vs 1 process x 4: metrics {metric_diff:.3g}, "
+        f"parameters {param_diff:.3g}")
+  assert metric_diff <= 1e-6 and param_diff <= 1e-6, (metric_diff, param_diff)
+
+
+def test_a_coordinator_that_does_not_answer_is_one_line_and_touches_nothing(tmp_path):
+  port = _free_port()
+  t0 = time.perf_counter()
+  (rc, out, err), = _run_all([(_meta_train(tmp_path / "data", tmp_path / "wd",
+                                           f"--coordinator_address=localhost:{port}",
+                                           "--num_processes=2", "--process_id=1",
+                                           "--distributed_timeout=3"), _env(1))], timeout=120)
+  errors = [l for l in err.splitlines() if "error:" in l]
+  assert rc == 1 and len(errors) == 1, (rc, err[-3000:])
+  assert errors[0].startswith(f"meta_train: error: jax.distributed: the coordinator "
+                              f"localhost:{port} and every process did not all answer within 3 s "
+                              "(process 1 of 2)"), errors
+  assert "Check failure" not in err and not (tmp_path / "wd").exists()
+  assert time.perf_counter() - t0 < 60
+
+
+def test_mesh_requests_are_checked_before_anything_runs():
+  class Dev:  # a stand-in device: platform and process
+    def __init__(self, i, proc=0):
+      self.id, self.process_index, self.platform = i, proc, "gpu"
+
+  devs = [Dev(i, i // 2) for i in range(4)]
+  assert sharding.mesh_devices("all", devs, 2) == devs
+  assert [d.id for d in sharding.mesh_devices("2", devs, 2)] == [0, 2]  # one a process
+  with pytest.raises(sharding.MeshError, match=r"mesh.devices=3 does not divide over the 2 "):
+    sharding.mesh_devices(3, devs, 2)
+  with pytest.raises(sharding.MeshError, match=r"mesh.devices=5 is more than the 4 gpu devices"):
+    sharding.mesh_devices("5", devs, 2)
+  for bad in ("0", "-2", "many", True, 1.5):
+    with pytest.raises(sharding.MeshError, match=r"must be 'all' or a positive integer"):
+      sharding.parse_devices(bad)
+  with pytest.raises(sharding.MeshError, match=r"config.sft.batch=10 does not divide over the 4 "
+                     r"devices of config.mesh.devices=all: make it a multiple of 4 or set "
+                     r"--config.mesh.devices to one of 1, 2"):
+    sharding.check_batch(4, 10, "config.sft.batch", "all")
+  sharding.check_batch(4, 8, "config.sft.batch", "all")
