@@ -102,3 +102,13 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .jax_cache .pytest_cache
+
+# make gpu-check: the accelerator check (devices, bilevel + encoder tests, memory of the compiled
+# step, meta-step benchmark beside this host's CPU, 300 steps of mta_top.flags + evaluation, the
+# LLM LoRA smoke flagfiles), one JSON report in workdirs/gpu_check/report.json; < 8 min on one
+# GPU. On a CPU: JAX_PLATFORMS=cpu make gpu-check GPU_CHECK_ARGS=--smoke (what make test runs:
+# tests/test_distributed.py::test_gpu_check_runs_end_to_end_on_the_cpu).
+GPU_CHECK_ARGS ?=
+.PHONY: gpu-check
+gpu-check: venv
+	$(BIN)/python experiments/gpu_check.py $(GPU_CHECK_ARGS)

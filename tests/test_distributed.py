@@ -235,3 +235,30 @@ def test_mesh_requests_are_checked_before_anything_runs():
                      r"--config.mesh.devices to one of 1, 2"):
     sharding.check_batch(4, 10, "config.sft.batch", "all")
   sharding.check_batch(4, 8, "config.sft.batch", "all")
+
+
+def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+  """``make gpu-check``'s script in its --smoke form with JAX_PLATFORMS=cpu: one JSON report."""
+  from test_train import write_small_dataset  # pylint: disable=import-outside-toplevel
+  data = write_small_dataset(tmp_path / "data")
+  out = tmp_path / "report.json"
+  env = dict(_env(1), JAX_PLATFORMS="cpu")
+  t0 = time.perf_counter()
+  proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gpu_check.py"), "--smoke",
+                         f"--workdir={tmp_path / 'work'}", f"--out={out}",
+                         f"--data_dir={data}", f"--cache_dir={ROOT / '.jax_cache' / 'test_features'}"],
+                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
+  assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert report == json.loads(out.read_text())
+  print(f"gpu_check --smoke: {time.perf_counter() - t0:.0f} s;",
+        {k: v.get("wall_s") for k, v in report["steps"].items()})
+  steps = report["steps"]
+  assert report["ok"] and report["devices"]["backend"] == "cpu"
+  assert steps["tests"]["passed"] >= 2 and steps["tests"]["failed"] == 0
+  assert steps["memory"]["result"]["rows"][0]["temp_bytes"] > 0
+  assert steps["bench"]["result"]["variants"]["vmap"]["s_per_step"] > 0
+  assert "bench_cpu" not in steps  # the device is the CPU
+  assert steps["train"]["result"]["step"] == 4
+  assert steps["evaluate"]["ok"] and steps["evaluate"]["result"]
+  assert steps["llm_sft_smoke"]["skipped"] == "smoke"
