@@ -471,3 +471,18 @@ def test_tfds_load_with_tensorflow_from_a_tfrecord_build(tmp_path):
     assert ex["query"].numpy() and ex["tool"].numpy()
   n = sum(1 for _ in ds)
   assert n == b.info.splits["test"].num_examples == 2446
+
+
+def test_build_command_builds_a_named_version_and_names_an_unknown_one(tmp_path):
+  root = HERE.parents[1]
+  run = lambda spec: subprocess.run(
+      [sys.executable, "-m", "datasets_tfds.build", f"--data_dir={tmp_path}", f"--datasets={spec}"],
+      cwd=root, capture_output=True, text=True, timeout=300, check=False)
+  ok = run("mta_tools:1.1.0")
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  assert "mta_tools/qa/1.1.0: train=6095, validation=836, test=2446" in ok.stdout
+  assert not (tmp_path / "mta_tools" / "qa" / "1.0.0").exists()
+  bad = run("mta_tools:9.9.9")
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines()[-1].startswith(
+      "build: error: mta_tools: Dataset mta_tools cannot be loaded at version 9.9.9")
