@@ -12,6 +12,7 @@ line per call: ``{"is_error", "result" or "error", "ms"}``. Every call is bounde
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -31,10 +32,17 @@ EXAMPLE_CALLS = [
 ]
 
 
+# The SDK starts the server with a minimal environment (HOME, PATH, ...): pass on what the
+# selector reads.
+SERVER_ENV = {"PYTHONUNBUFFERED": "1", **{
+    k: os.environ[k] for k in ("PYTHONPATH", "MTA_JAX_CACHE", "XDG_CACHE_HOME",
+                               "JAX_COMPILATION_CACHE_DIR", "JAX_PLATFORMS") if k in os.environ}}
+
+
 async def run(server_args: list[str], calls: list[dict], timeout: float) -> list[dict]:
   params = StdioServerParameters(command=sys.executable,
                                  args=[str(ROOT / "experiments" / "serve_mcp.py"), *server_args],
-                                 cwd=str(ROOT), env={"PYTHONUNBUFFERED": "1"})
+                                 cwd=str(ROOT), env=SERVER_ENV)
   out = []
   with anyio.fail_after(timeout * (len(calls) + 2)):
     async with Client(params, read_timeout_seconds=timeout) as client:

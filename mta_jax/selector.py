@@ -267,14 +267,19 @@ class ToolSelector:
     for rows, mask, out in pending:
       yield rows, mask, np.asarray(out)[:len(rows)]
 
-  def _embed_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-    """(N, H) unit sentence embeddings of tokenised texts (``encode_full``); a text longer than
-    the encoder's window is the pooled embedding of its overlapping windows."""
+  def _windows(self, ids: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[int]]:
+    """Tokenised texts -> their windows (``tokenizer.windows``) and each window's text."""
     rows, owner = [], []
     for i, r in enumerate(ids):
       ws = tok_lib.windows(r, tok_lib.MAX_LENGTH, self.cfg.window_overlap)
       rows += ws
       owner += [i] * len(ws)
+    return rows, owner
+
+  def _embed_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """(N, H) unit sentence embeddings of tokenised texts (``encode_full``); a text longer than
+    the encoder's window is the pooled embedding of its overlapping windows."""
+    rows, owner = self._windows(ids)
     out = np.zeros((len(rows), self.encoder.cfg.hidden_size), np.float32)
     for r, _, o in self._run_hidden(rows, self.encoder.cfg.num_layers):
       out[r] = o
@@ -487,11 +492,7 @@ class ToolSelector:
       emb = self._embed_ids(ids) if pooled is None else pooled
       h, m, owner, n_rows = emb[:, None, :], np.ones((len(emb), 1), np.int32), None, len(emb)
     else:
-      rows, owner = [], []
-      for i, r in enumerate(ids):
-        ws = tok_lib.windows(r, tok_lib.MAX_LENGTH, self.cfg.window_overlap)
-        rows += ws
-        owner += [i] * len(ws)
+      rows, owner = self._windows(ids)
       n_rows = len(rows)
     out = np.zeros((n_rows, hidden), np.float32)
     if self.pooled:

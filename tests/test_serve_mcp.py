@@ -97,3 +97,14 @@ def test_a_bad_tools_file_stops_the_server_before_the_model(tmp_path):
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines()[-1] == (f"error: {bad}: tool #0 ('a') has no "
                                                   "'description' (a non-empty string is required)")
+
+
+def test_the_scripts_query_from_choices_are_the_librarys():
+  """The scripts keep their flag choices import-free (``--help`` without JAX): the same tuple."""
+  import ast  # pylint: disable=import-outside-toplevel
+  from mta_jax import toolspec  # pylint: disable=import-outside-toplevel
+  for script in ("select_tools.py", "serve_mcp.py"):
+    tree = ast.parse((ROOT / "experiments" / script).read_text())
+    (value,) = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                and any(getattr(t, "id", "") == "QUERY_FROM" for t in n.targets)]
+    assert value == toolspec.QUERY_FROM, script
