@@ -149,11 +149,16 @@ class Checkpoints:
                           " | ".join(skipped))
 
   def _quarantine(self, step: int) -> pathlib.Path:
-    """Moves a corrupt step aside (kept for inspection), so the resumed run can save it anew."""
+    """Moves a corrupt step aside (kept for inspection), so the resumed run can save it anew.
+    In a multi-process run process 0 moves it and the others wait for it."""
     src = pathlib.Path(self.latest.directory) / str(step)
     dst = self.workdir / "corrupt_checkpoints" / f"{step}-{uuid.uuid4().hex[:8]}"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(src), str(dst))
+    if jax.process_index() == 0:
+      dst.parent.mkdir(parents=True, exist_ok=True)
+      shutil.move(str(src), str(dst))
+    if jax.process_count() > 1:
+      from mta_jax import sharding  # pylint: disable=import-outside-toplevel
+      sharding.sync(f"quarantine-{step}")
     self.latest.reload()
     return dst
 
