@@ -13,6 +13,7 @@ time; the features come from the tests' shared cache (tests/test_train.py).
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -197,6 +198,21 @@ def test_two_processes_equal_one_process_with_as_many_devices(tmp_path):
   print(f"2 processes x 2 devices vs 1 process x 4: metrics {metric_diff:.3g}, "
         f"parameters {param_diff:.3g}")
   assert metric_diff <= 1e-6 and param_diff <= 1e-6, (metric_diff, param_diff)
+  # The 1-process checkpoint of step 2, resumed by the two processes (a collective restore).
+  shutil.copytree(tmp_path / "four", tmp_path / "resumed")
+  shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "4")
+  shutil.rmtree(tmp_path / "resumed" / "best")
+  port = _free_port()
+  resumed = [(_meta_train(data, tmp_path / "resumed", f"--coordinator_address=localhost:{port}",
+                          "--num_processes=2", f"--process_id={i}", "--distributed_timeout=120"),
+              _env(2)) for i in range(2)]
+  for rc, out, err in _run_all(resumed, timeout=300):
+    assert rc == 0, out[-2000:] + err[-4000:]
+  sc, _, step_c = checkpointing.restore_newest(tmp_path / "resumed", "latest")
+  assert step_c == 4
+  resume_diff = max(float(np.abs(np.asarray(x) - np.asarray(y)).max())
+                    for x, y in zip(jax.tree.leaves(sa["meta"]), jax.tree.leaves(sc["meta"])))
+  assert resume_diff <= 1e-6, resume_diff
 
 
 def test_a_coordinator_that_does_not_answer_is_one_line_and_touches_nothing(tmp_path):
