@@ -91,10 +91,10 @@ def text_stats(tokenizer, tools, tools_path, queries, queries_path, pool="mean")
   labels += [f"{queries_path}:{q.line}" for q in queries]
   texts += [q.query for q in queries]
   stats = windowing.TextStats(tokenizer, pool)
-  ids = tokenizer.encode_full(texts)
-  stats.add(labels[:n_docs], ids[:n_docs], windowed=True)
-  stats.add(labels[n_docs:], ids[n_docs:], windowed=True)
-  return stats, set(labels[:n_docs])
+  measured = windowing.measure(tokenizer, tokenizer.encode_full(texts))
+  for label, m in zip(labels, measured):
+    stats.record(label, *m)
+  return stats, set(labels[:n_docs]), (texts, measured)
 
 
 def select(tools_path, queries_path, output_path, checkpoint=None, support_path=None,
@@ -120,7 +120,7 @@ def select(tools_path, queries_path, output_path, checkpoint=None, support_path=
   support = toolspec.read_support(support_path, names) if support_path else []
   toolspec.check_output(output_path)
   tokenizer = tok_lib.Tokenizer(weights.minilm_dir() / "tokenizer.json")
-  stats, doc_labels = text_stats(tokenizer, tools, tools_path, queries, queries_path)
+  stats, doc_labels, measured = text_stats(tokenizer, tools, tools_path, queries, queries_path)
   if strict and stats.foreign:
     raise toolspec.InputError(f"{stats.coverage_line()} (--strict)")
   if checkpoint:
@@ -129,6 +129,7 @@ def select(tools_path, queries_path, output_path, checkpoint=None, support_path=
     selector = ToolSelector.pretrained()
   if cache_dir.lower() != "none":
     selector.use_cache(cache_dir)
+  selector.remember_texts(*measured)
   # The stats above name files and lines; the selector's own (positional) warnings would repeat
   # them.
   warnings.filterwarnings("ignore", category=windowing.TextWarning)

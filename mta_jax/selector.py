@@ -166,7 +166,7 @@ class ToolSelector:
     self._state: tuple[P.Params, jax.Array] | None = None
     self._query = windowing.query_program(encoder, scorer)
     self._memo: dict[str, np.ndarray] = {}  # text -> pooled embedding (pooled scorers)
-    self._covered: dict[str, bool] = {}  # text -> checked already (coverage warnings)
+    self._covered: dict[str, tuple[int, float]] = {}  # text -> windowing.measure
     self._disk: embedding_cache.DiskCache | None = None
     self._ns: dict[str, str] = {}
     self.last_stats: windowing.TextStats | None = None
@@ -415,26 +415,24 @@ class ToolSelector:
                                         "__tool_mat__": np.asarray(tool_mat)})
     return params, tool_mat
 
+  def remember_texts(self, texts: Sequence[str], measured: Sequence[tuple[int, float]]) -> None:
+    """Takes ``windowing.measure`` results a caller has already (the command line measures
+    every text before the model loads), so ``set_tools``/``rank`` do not tokenise them again."""
+    self._covered.update(zip(texts, measured))
+
   def _check_texts(self, items: Sequence[tuple[str, str, bool]], strict: bool | None) -> None:
     """``(label, text, windowed?)`` items: warns once per call (``TextWarning``) about texts
     that are windowed, cut, or outside the vocabulary; raises ``InputError`` for the latter if
     ``strict``. Each distinct text is measured once per process."""
     tok = self.encoder.tokenizer
+    if len(self._covered) > 1_000_000:
+      self._covered.clear()
     new = list(dict.fromkeys(t for _, t, _ in items if t not in self._covered))
     if new:
-      ids = tok.encode_full(new)
-      if len(self._covered) > 1_000_000:
-        self._covered.clear()
-      for t, r, (n, unk, single) in zip(new, ids, tok.coverage_ids(ids)):
-        self._covered[t] = (len(r), (unk + single) / n if n else 0.0)
+      self._covered.update(zip(new, windowing.measure(tok, tok.encode_full(new))))
     stats = windowing.TextStats(tok, self.cfg.window_pool, self.cfg.coverage_threshold)
-    stats.n_texts = len(items)
     for label, text, windowed in items:
-      length, share = self._covered[text]
-      if length > tok_lib.MAX_LENGTH:
-        stats.long.append((label, length, windowed))
-      if share > self.cfg.coverage_threshold:
-        stats.foreign.append((label, share))
+      stats.record(label, *self._covered[text], windowed)
     self.last_stats = stats
     stats.emit(self.cfg.strict if strict is None else strict)
 

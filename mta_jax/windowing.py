@@ -60,6 +60,14 @@ def query_program(encoder: TextEncoder, scorer):
   return _PROGRAMS[key]
 
 
+def measure(tokenizer: tok_lib.Tokenizer, ids: Sequence[Sequence[int]]
+            ) -> list[tuple[int, float]]:
+  """Per text tokenised by ``encode_full``: (tokens, share of ``[UNK]`` and single non-ASCII
+  letter pieces among its word pieces)."""
+  return [(len(r), (unk + single) / n if n else 0.0)
+          for r, (n, unk, single) in zip(ids, tokenizer.coverage_ids(ids))]
+
+
 @dataclasses.dataclass
 class TextStats:
   """Counts what happened to a batch of texts: windowed, truncated, poorly covered.
@@ -77,13 +85,17 @@ class TextStats:
   foreign: list = dataclasses.field(default_factory=list)  # (label, share)
   n_texts: int = 0
 
+  def record(self, label: str, length: int, share: float, windowed: bool = True) -> None:
+    """One text's ``measure``: its token count and its share of uncovered pieces."""
+    self.n_texts += 1
+    if length > tok_lib.MAX_LENGTH:
+      self.long.append((label, length, windowed))
+    if share > self.threshold:
+      self.foreign.append((label, share))
+
   def add(self, labels: Sequence[str], ids: Sequence[Sequence[int]], windowed: bool = True):
-    self.n_texts += len(ids)
-    for label, row, (n, unk, single) in zip(labels, ids, self.tokenizer.coverage_ids(ids)):
-      if len(row) > tok_lib.MAX_LENGTH:
-        self.long.append((label, len(row), windowed))
-      if n and (unk + single) / n > self.threshold:
-        self.foreign.append((label, (unk + single) / n))
+    for label, (length, share) in zip(labels, measure(self.tokenizer, ids)):
+      self.record(label, length, share, windowed)
     return self
 
   def add_texts(self, labels: Sequence[str], texts: Sequence[str], windowed: bool = True):
