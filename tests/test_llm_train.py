@@ -240,3 +240,17 @@ def test_every_llm_flagfile_sets_known_keys_to_values_of_their_type(path):
       node[last] = value
   assert set(config.eval.datasets) <= set(data.KNOWN), config.eval.datasets
   assert set(config.eval.generate_seeds) <= set(config.eval.seeds)
+
+
+def test_llm_rows_score_the_hard_tasks_with_the_encoder_rows_neighbours(tmp_path, monkeypatch):
+  """The hard modes reach the LLM's task scorer (documentation similarity stubbed: the real one
+  embeds every query of the dataset with MiniLM, which the encoder tests cover)."""
+  from mta_jax import hard_tasks  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(hard_tasks, "doc_embeddings", lambda ds, cache_dir: np.random.default_rng(
+      0).normal(size=(len(ds.tools), 8)))
+  config = _config("base,smoke")
+  config.eval.modes = ("sd", "hard5")
+  saved = run.run(config, tmp_path, "smoke")
+  hard = saved["results"]["mta_tools"]["hard5"]["0shot"]
+  # 4 scored tools x 2 queries, each tool the centre of one 5-way task.
+  assert hard["n_queries"] == 8 and 0.0 <= hard["mean"] <= 1.0, hard

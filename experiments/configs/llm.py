@@ -49,11 +49,13 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   # (0 = all). ``generate_seeds`` limits
   # greedy decoding (the paper's parsed read-out) to those seeds (empty = all). ``shots``:
   # 0shot, k1, k5 (K labelled questions per candidate, for MTA-LoRA's test-time adaptation).
+  # ``modes`` may add ``hard5``/``hard10`` (mta_jax.hard_tasks: each tool with its nearest tools
+  # by MiniLM documentation similarity, whose feature cache goes to ``cache_dir``).
   c.eval = ml_collections.ConfigDict(dict(
       datasets=("mta_tools",), external_data_dir="tfds_data", split="test", modes=("sd", "cd"),
       shots=("0shot", "k1") if method == "mta" else ("0shot",), seeds=(0, 1, 2, 3, 4), n_way=5,
       max_queries=0, external_max_queries=0, max_tools=0, max_per_tool=0, batch_size=16,
-      max_new=24, generate=True, generate_seeds=()))
+      max_new=24, generate=True, generate_seeds=(), cache_dir="workdirs/features"))
   # A dataset's own query cap, replacing max_queries / external_max_queries for it (-1: none).
   c.eval.max_queries_by_dataset = ml_collections.ConfigDict(
       {name: -1 for name in ("mta_tools", "toolalpaca", "api_bank", "apibench", "metatool")})

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from mta_jax import algorithms, data, run_config, run_eval
+from mta_jax import algorithms, data, hard_tasks, run_config, run_eval
 from mta_jax import params as P
 from mta_jax.llm import lora, select, task_eval
 from mta_jax.llm.lm import LanguageModel
@@ -44,7 +44,8 @@ def load_dataset(name: str, data_dir: str) -> data.ToolDataset:
 
 # Where the data lives and whether bars are drawn do not change results: a run may resume under
 # other values of these.
-_LOCATION_KEYS = (("data_dir",), ("eval", "external_data_dir"), ("progress",))
+_LOCATION_KEYS = (("data_dir",), ("eval", "external_data_dir"), ("eval", "cache_dir"),
+                  ("progress",))
 
 
 def _comparable(config: dict) -> dict:
@@ -125,9 +126,9 @@ def validate(config) -> None:
 
   check("method", [config.method], tuple(ROW_NAMES))
   check("eval.datasets", ecfg.datasets, data.KNOWN)
-  check("eval.modes", ecfg.modes, ("sd", "cd"))
+  check("eval.modes", ecfg.modes, tuple(run_eval.MODE_IDS))
   for name, modes in ecfg.modes_by_dataset.items():
-    check(f"eval.modes_by_dataset.{name}", modes, ("sd", "cd"))
+    check(f"eval.modes_by_dataset.{name}", modes, tuple(run_eval.MODE_IDS))
   check("eval.shots", ecfg.shots, tuple(run_eval.SHOTS))
   check("eval.generate_seeds", ecfg.generate_seeds, tuple(ecfg.seeds))
   bounds = {"eval.max_queries": (ecfg.max_queries, 0), "eval.n_way": (ecfg.n_way, 2),
@@ -226,9 +227,14 @@ def run(config, workdir: str | pathlib.Path, command: str = "", commit: str = ""
         eds, run_eval.split_for(eds, ecfg.split), cap, ecfg.max_tools, ecfg.max_per_tool)
     t0 = time.perf_counter()
     modes = tuple(ecfg.modes_by_dataset.get(name, ecfg.modes))
+    neighbours = None
+    if set(modes) & set(hard_tasks.MODES):  # the encoder rows' hard tasks (MiniLM similarity)
+      neighbours = hard_tasks.neighbours_for(
+          eds, split, hard_tasks.doc_embeddings(eds, ecfg.get("cache_dir", "workdirs/features")))
     results[name] = task_eval.evaluate(selector, eds, split, modes, ecfg.shots, ecfg.seeds,
                                        ecfg.n_way, params_for_task, progress=config.progress,
-                                       generate_seeds=tuple(ecfg.generate_seeds))
+                                       generate_seeds=tuple(ecfg.generate_seeds),
+                                       neighbours=neighbours)
     results[name]["evaluated_on"] = evaluated_on[name]
     results[name]["seconds"] = time.perf_counter() - t0
     # When, since a resumed run keeps datasets scored by an earlier process (maybe older code).

@@ -232,13 +232,14 @@ def _ticking(fn: run_eval.ScoreFn, bar) -> run_eval.ScoreFn:
 def evaluate(selector: TaskSelector, ds: ToolDataset, split: run_eval.Split,
              modes: Sequence[str], shots: Sequence[str], seeds: Sequence[int], n_way: int,
              params_for_task: TaskParams | None = None, progress: bool = False,
-             generate_seeds: Sequence[int] = ()) -> dict:
+             generate_seeds: Sequence[int] = (), neighbours=None) -> dict:
   """``run_eval.protocol`` for every mode x shot, one seed at a time (so that the generate
   read-out and the per-token mean can be scored on exactly the same episodes); results in
   ``run_eval.evaluate``'s layout plus "loglik_mean" and "generate" blocks.
 
   When ``selector.generate`` is on, ``generate_seeds`` limits greedy decoding (the costliest
   read-out) to those episode seeds (empty: every seed); the "generate" block says which.
+  ``neighbours`` (``hard_tasks.neighbours_for``) enables the hard modes, on the encoder rows' tasks.
   """
   main_doc = np.zeros((len(ds.tools),), np.int32)  # the LLM reads text, not encoder rows
   view_rows = [np.zeros((0,), np.int32)] * len(ds.tools)
@@ -267,7 +268,7 @@ def evaluate(selector: TaskSelector, ds: ToolDataset, split: run_eval.Split,
       bar.set_postfix_str(f"{mode} {shot} seed {seed}")
       fn = _ticking(fn, bar)
     res = run_eval.protocol(fn, ds, split, mode, run_eval.SHOTS[shot], spec, main_doc,
-                            view_rows)
+                            view_rows, neighbours=neighbours)
     per.setdefault((mode, shot), []).append((seed, res, log))
   selector.generate = generate
   if bar is not None:
