@@ -34,7 +34,6 @@ turn, an example naming an unknown tool, a missing or corrupt checkpoint) stops 
 one line ``error: FILE:LINE: ...`` on stderr and exit status 1.
 """
 
-import os
 import pathlib
 import sys
 import time
@@ -44,7 +43,6 @@ from absl import app
 from absl import flags
 from absl import logging
 
-_ROOT = pathlib.Path(__file__).resolve().parents[1]
 QUERY_FROM = ("last_user", "user_turns", "all")  # = toolspec.QUERY_FROM (kept import-free)
 
 FLAGS = flags.FLAGS
@@ -180,10 +178,8 @@ def main(argv):
   # reported as one line below.
   logging.set_verbosity(logging.ERROR)
   # Repeat runs reuse compiled programs (git-ignored cache, as `make` and the tests use).
-  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_ROOT / ".jax_cache"))
-  import jax  # pylint: disable=import-outside-toplevel
-  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  from mta_jax import runtime  # pylint: disable=import-outside-toplevel
+  runtime.setup_jax()
   errors = _known_errors()
   from mta_jax import embedding_cache  # pylint: disable=import-outside-toplevel
   default_show = warnings.showwarning

@@ -19,7 +19,6 @@ checkpoint stops the start with one line ``error: ...`` on stderr and exit statu
 model loads. Nothing but the protocol is written to stdout.
 """
 
-import os
 import pathlib
 import sys
 import threading
@@ -29,7 +28,6 @@ from absl import app
 from absl import flags
 from absl import logging
 
-_ROOT = pathlib.Path(__file__).resolve().parents[1]
 QUERY_FROM = ("last_user", "user_turns", "all")  # = toolspec.QUERY_FROM (kept import-free)
 
 FLAGS = flags.FLAGS
@@ -132,10 +130,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.ERROR)
-  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_ROOT / ".jax_cache"))
-  import jax  # pylint: disable=import-outside-toplevel
-  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  # Repeat runs reuse compiled programs (git-ignored cache, as `make` and the tests use).
+  from mta_jax import runtime  # pylint: disable=import-outside-toplevel
+  runtime.setup_jax()
   from mta_jax import toolspec  # pylint: disable=import-outside-toplevel
   from mta_jax.models import WeightsNotFoundError  # pylint: disable=import-outside-toplevel
   from mta_jax.selector import ToolSelector  # pylint: disable=import-outside-toplevel
