@@ -34,7 +34,6 @@ turn, an example naming an unknown tool, a missing or corrupt checkpoint) stops 
 one line ``error: FILE:LINE: ...`` on stderr and exit status 1.
 """
 
-import pathlib
 import sys
 import time
 import warnings

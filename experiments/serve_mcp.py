@@ -19,7 +19,6 @@ checkpoint stops the start with one line ``error: ...`` on stderr and exit statu
 model loads. Nothing but the protocol is written to stdout.
 """
 
-import pathlib
 import sys
 import threading
 import warnings
