@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +32,7 @@ TESTS = ROOT / "tests"
 
 def _env(n_devices: int) -> dict:
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}",
-             JAX_PLATFORMS="cpu", PYTHONPATH=f"{ROOT}{os.pathsep}{TESTS}")
+             JAX_PLATFORMS="cpu", PYTHONPATH=f"{ROOT}{os.pathsep}{TESTS}", PYTHONFAULTHANDLER="1")
   env.pop("JAX_COORDINATOR_ADDRESS", None)
   return env
 
@@ -150,20 +151,43 @@ def _meta_train(data_dir, workdir, *extra) -> list:
 
 
 def _run_all(cmds_envs, timeout: float) -> list:
-  """Starts every command, waits for all (killing every one still running at ``timeout``)."""
-  procs = [subprocess.Popen(c, env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for c, e in cmds_envs]
-  deadline = time.monotonic() + timeout
-  outs = []
-  try:
-    for p in procs:
-      outs.append(p.communicate(timeout=max(deadline - time.monotonic(), 1)))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  return [(p.returncode, o, e) for p, (o, e) in zip(procs, outs)]
+  """Starts every command, waits for all (killing every one still running at ``timeout``).
+
+  Output goes to files, not pipes: a process blocked on a full pipe that nobody reads would
+  stall its peers in their next collective.
+  """
+  import tempfile  # pylint: disable=import-outside-toplevel
+  with tempfile.TemporaryDirectory() as tmp:
+    files = [(open(f"{tmp}/{i}.out", "w+", encoding="utf-8"),
+              open(f"{tmp}/{i}.err", "w+", encoding="utf-8")) for i in range(len(cmds_envs))]
+    procs = [subprocess.Popen(c, env=e, cwd=ROOT, stdout=o, stderr=r, text=True)
+             for (c, e), (o, r) in zip(cmds_envs, files)]
+    deadline = time.monotonic() + timeout
+    try:
+      for p in procs:
+        try:
+          p.wait(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+          break
+    finally:
+      killed = [p for p in procs if p.poll() is None]
+      for p in killed:  # SIGABRT first: faulthandler prints every thread's stack to the log
+        p.send_signal(signal.SIGABRT)
+      for p in killed:
+        try:
+          p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+          p.kill()
+          p.wait()
+    results = []
+    for p, (o, r) in zip(procs, files):
+      o.seek(0)
+      r.seek(0)
+      err = r.read() + (f"\n[killed after {timeout} s]" if p in killed else "")
+      results.append((p.returncode, o.read(), err))
+      o.close()
+      r.close()
+  return results
 
 
 def _rows(workdir):
@@ -180,7 +204,7 @@ def test_two_processes_equal_one_process_with_as_many_devices(tmp_path):
   dist = [(_meta_train(data, tmp_path / "two", f"--coordinator_address=localhost:{port}",
                        "--num_processes=2", f"--process_id={i}", "--distributed_timeout=120"),
            _env(2)) for i in range(2)]
-  results = _run_all(dist, timeout=420)
+  results = _run_all(dist, timeout=240)
   for rc, out, err in results:
     assert rc == 0, out[-2000:] + err[-4000:]
   assert "done: step 4" in results[0][1] and "done:" not in results[1][1]  # process 0 reports
@@ -206,7 +230,7 @@ def test_two_processes_equal_one_process_with_as_many_devices(tmp_path):
   resumed = [(_meta_train(data, tmp_path / "resumed", f"--coordinator_address=localhost:{port}",
                           "--num_processes=2", f"--process_id={i}", "--distributed_timeout=120"),
               _env(2)) for i in range(2)]
-  for rc, out, err in _run_all(resumed, timeout=300):
+  for rc, out, err in _run_all(resumed, timeout=240):
     assert rc == 0, out[-2000:] + err[-4000:]
   sc, _, step_c = checkpointing.restore_newest(tmp_path / "resumed", "latest")
   assert step_c == 4
