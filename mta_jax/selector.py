@@ -46,7 +46,7 @@ import hashlib
 import json
 import os
 import pathlib
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -57,112 +57,32 @@ from mta_jax import embedding_cache
 from mta_jax import params as P
 from mta_jax import toolspec
 from mta_jax import windowing
-from mta_jax.selector_programs import adapt_program, hidden_program, plan_batches, score_program
+from mta_jax.selector_programs import adapt_program, plan_batches, score_program
+from mta_jax.selector_requests import PerQueryRanking
+from mta_jax.selector_text import TextEncoding
+from mta_jax.selector_types import (Choice, SelectorConfig, Toolbox, check_meta, config_n_views,
+                                    round_up, top_choices)
 from mta_jax.models import TextEncoder, tokenizer as tok_lib
 from mta_jax.scorer import Scorer, ScorerConfig
 
 InputError = toolspec.InputError
 
 
-@dataclasses.dataclass(frozen=True)
-class SelectorConfig:
-  """Inference-time settings (not learned)."""
-
-  n_views: int = 4  # documentation views per tool for the documentation-only adaptation
-  batch_size: int = 32  # queries per jitted call (64 pads more: sorted chunks span more lengths)
-  batch_buckets: tuple[int, ...] = (1, 4, 8, 16, 32)  # padded batch sizes; the last = batch_size
-  # Fine buckets: queries are short (MTA-Tools: median 19 tokens), tool documents 100-160
-  # tokens; the tokenizer's 16/32/64/128/256 would pad queries ~35% and documents ~60% more.
-  length_buckets: tuple[int, ...] = (12, 16, 20, 24, 28, 32, 40, 48, 64, 80, 96, 112, 128, 160,
-                                     192, 256)
-  # Single-query shapes set_tools compiles (86% of MTA-Tools queries); others compile on first use.
-  warmup_lengths: tuple[int, ...] = (12, 16, 20, 24, 28, 32)
-  tool_multiple: int = 64  # tool matrices padded to a multiple: one compile per size class
-  short_text: int = 32  # adaptation texts up to this many tokens go in their own stream
-  cache_size: int = 4  # toolboxes whose adaptation stays cached
-  # Long texts: windows of 256 tokens sharing this many; window embeddings pooled by
-  # (mean or max; mean chosen on validation, see README "Long and foreign texts").
-  window_overlap: int = 64
-  window_pool: str = "mean"
-  query_from: str = toolspec.DEFAULT_QUERY_FROM  # chat requests: which turns are the query
-  coverage_threshold: float = windowing.COVERAGE_THRESHOLD  # [UNK] + single-letter share
-  strict: bool = False  # poorly covered texts raise InputError instead of a warning
-  disk_min_tools: int = 128  # toolboxes from this size keep their adaptation in the disk cache
-
-  def validate(self) -> None:
-    if self.batch_buckets[-1] != self.batch_size or list(self.batch_buckets) != sorted(
-        self.batch_buckets):
-      raise ValueError(f"batch_buckets {self.batch_buckets} must be increasing and end at "
-                       f"batch_size={self.batch_size}")
-    if self.length_buckets[-1] != tok_lib.MAX_LENGTH:
-      raise ValueError(f"length_buckets must end at {tok_lib.MAX_LENGTH}")
-    if self.n_views < 0 or self.cache_size < 1:
-      raise ValueError("n_views must be >= 0 and cache_size >= 1")
-    if self.window_pool not in windowing.POOLS:
-      raise ValueError(f"window_pool must be one of {windowing.POOLS}, got {self.window_pool!r}")
-    if not 0 <= self.window_overlap < tok_lib.MAX_LENGTH - 2:
-      raise ValueError(f"window_overlap must be in [0, {tok_lib.MAX_LENGTH - 2})")
-    if self.query_from not in toolspec.QUERY_FROM:
-      raise ValueError(f"query_from must be one of {toolspec.QUERY_FROM}")
-
-
-class Choice(NamedTuple):
-  """One ranked tool: its name and score (cosine similarity)."""
-
-  name: str
-  score: float
-
-
-@dataclasses.dataclass
-class _Toolbox:
-  """A toolbox's cached state: names, lower hidden states of the documents, adaptation."""
-
-  names: list[str]
-  index: dict[str, int]
-  docs: dict  # {"h": (T, L, H), "m": (T, L)} lower hidden states of the main documents
-  view_texts: list[str]
-  view_labels: list[int]
-  docs_only: tuple[P.Params, jax.Array]  # adapted params, padded (Tp, H) tool matrix
-
-
-def _round_up(n: int, m: int) -> int:
-  return max(m, -(-n // m) * m)
-
-
-def _check_meta(scorer: Scorer, meta: dict) -> None:
-  """Raises ``ValueError`` naming the mismatch if ``meta`` is not this scorer's parameters."""
-  want = jax.eval_shape(scorer.init, jax.random.key(0))
-  have = meta.get("params", {})
-  missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
-  shape = [k for k in want if k in have and tuple(have[k].shape) != tuple(want[k].shape)]
-  if missing or extra or shape:
-    raise ValueError(f"parameters do not match the scorer config {scorer.cfg}: missing "
-                     f"{missing[:3]}, unexpected {extra[:3]}, wrong shape {shape[:3]}")
-
-
-def _config_n_views(config: Any, default: int) -> int:
-  """The training config's number of documentation views per tool, where it says."""
-  try:
-    return int(config["episodes"]["n_views"])
-  except (KeyError, TypeError, ValueError):
-    return default
-
-
-class ToolSelector:
+class ToolSelector(TextEncoding, PerQueryRanking):
   """Ranks a toolbox's tools for queries; see the module docstring."""
 
   def __init__(self, encoder: TextEncoder, scorer: Scorer, meta_cfg: bilevel.MetaConfig,
                meta: dict, cfg: SelectorConfig = SelectorConfig()):
     cfg.validate()
-    _check_meta(scorer, meta)
+    check_meta(scorer, meta)
     self.encoder, self.scorer, self.meta_cfg, self.cfg = encoder, scorer, meta_cfg, cfg
     self._meta = jax.tree.map(jnp.asarray, {"params": dict(meta["params"]),
                                             "inner_lr": dict(meta.get("inner_lr", {}))})
     self._score = score_program(encoder, scorer)
     self._adapt = adapt_program(encoder, scorer, meta_cfg)
-    self._cache: collections.OrderedDict[str, _Toolbox] = collections.OrderedDict()
+    self._cache: collections.OrderedDict[str, Toolbox] = collections.OrderedDict()
     self._warm: set[tuple[int, int, int]] = set()
-    self._box: _Toolbox | None = None
+    self._box: Toolbox | None = None
     self._state: tuple[P.Params, jax.Array] | None = None
     self._query = windowing.query_program(encoder, scorer)
     self._memo: dict[str, np.ndarray] = {}  # text -> pooled embedding (pooled scorers)
@@ -202,7 +122,7 @@ class ToolSelector:
     if not pathlib.Path(checkpoint_dir).is_dir():
       raise checkpointing.CheckpointError(f"{checkpoint_dir}: checkpoint folder does not exist")
     bundle = inference.restore_for_inference(checkpoint_dir, which=which)
-    cfg = cfg or SelectorConfig(n_views=_config_n_views(bundle.config, SelectorConfig.n_views))
+    cfg = cfg or SelectorConfig(n_views=config_n_views(bundle.config, SelectorConfig.n_views))
     try:
       return cls.from_meta(bundle.scorer_cfg, bundle.meta_cfg, bundle.meta, cfg, encoder)
     except ValueError as e:
@@ -246,101 +166,10 @@ class ToolSelector:
     token states for the adapted layers, cut to one window (said in a ``TextWarning``)."""
     return self.scorer.n_lower == self.encoder.cfg.num_layers
 
-  def _require_box(self) -> _Toolbox:
+  def _require_box(self) -> Toolbox:
     if self._box is None:
       raise InputError("no tools: call set_tools(tools) first")
     return self._box
-
-  def _run_hidden(self, ids: Sequence[Sequence[int]], n_lower: int):
-    """Yields (rows, mask, output) of ``hidden_program`` over length-sorted, bucketed batches of
-    tokenised texts of at most 256 tokens (dispatched before the first is collected)."""
-    tok = self.encoder.tokenizer
-    lengths = np.array([len(r) for r in ids])
-    program = hidden_program(self.encoder, n_lower)
-    pending = []
-    for rows, b, length in plan_batches(lengths, self.cfg):
-      batch = tok.pad([ids[i] for i in rows] + [[]] * (b - len(rows)), length)
-      pending.append((rows, batch.mask, program(self.encoder.params, batch.ids, batch.mask)))
-    if len(ids) >= 1024:
-      from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-      pending = tqdm(pending, desc="encode tools", unit="batch", leave=False)
-    for rows, mask, out in pending:
-      yield rows, mask, np.asarray(out)[:len(rows)]
-
-  def _windows(self, ids: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[int]]:
-    """Tokenised texts -> their windows (``tokenizer.windows``) and each window's text."""
-    rows, owner = [], []
-    for i, r in enumerate(ids):
-      ws = tok_lib.windows(r, tok_lib.MAX_LENGTH, self.cfg.window_overlap)
-      rows += ws
-      owner += [i] * len(ws)
-    return rows, owner
-
-  def _embed_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-    """(N, H) unit sentence embeddings of tokenised texts (``encode_full``); a text longer than
-    the encoder's window is the pooled embedding of its overlapping windows."""
-    rows, owner = self._windows(ids)
-    out = np.zeros((len(rows), self.encoder.cfg.hidden_size), np.float32)
-    for r, _, o in self._run_hidden(rows, self.encoder.cfg.num_layers):
-      out[r] = o
-    if len(rows) == len(ids):
-      return out
-    return windowing.pool_rows(out, owner, len(ids), self.cfg.window_pool)
-
-  def _pooled(self, texts: Sequence[str]) -> np.ndarray:
-    """(N, H) sentence embeddings of ``texts``, each distinct text embedded once: from this
-    process's memo, else the disk cache, else the encoder (then stored in both)."""
-    out = np.empty((len(texts), self.encoder.cfg.hidden_size), np.float32)
-    need: dict[str, list[int]] = {}
-    for i, t in enumerate(texts):
-      v = self._memo.get(t)
-      if v is None:
-        need.setdefault(t, []).append(i)
-      else:
-        out[i] = v
-    if not need:
-      return out
-    found = {}
-    if self._disk is not None:
-      found = self._disk.get_vectors(self._ns["emb"], need, self.encoder.cfg.hidden_size)
-    rest = [t for t in need if t not in found]
-    if rest:
-      new = dict(zip(rest, self._embed_ids(self.encoder.tokenizer.encode_full(rest))))
-      if self._disk is not None:
-        self._disk.put_vectors(self._ns["emb"], new)
-      found.update(new)
-    if len(self._memo) > 1_000_000:
-      self._memo.clear()
-    for t, rows in need.items():
-      out[rows] = self._memo[t] = found[t]
-    return out
-
-  def _lower(self, texts: Sequence[str], count: int) -> dict:
-    """The scorer's inputs for ``texts``: hidden states after the frozen lower layers, rows
-    padded to ``count`` with copies of row 0 (real text keeps inner-loop gradients finite;
-    those rows get weight 0).
-
-    With ``n_top == 0`` the scorer only mean-pools, so a text is stored as its sentence
-    embedding, one "token" with mask 1, as ``features`` stores it for training: the same
-    embedding at a fraction of the memory (``_pooled``: long texts windowed, cached). Otherwise
-    texts run in length-sorted, bucketed batches; each row is then zero-padded to the longest
-    (positions past a text's mask are never read); a text is cut at 256 tokens.
-    """
-    hidden = self.encoder.cfg.hidden_size
-    if self.pooled:
-      h = np.zeros((count, 1, hidden), np.float32)
-      m = np.zeros((count, 1), np.int32)
-      h[:len(texts), 0], m[:len(texts), 0] = self._pooled(texts), 1
-    else:
-      ids = self.encoder.tokenizer.encode(list(texts))
-      lengths = np.array([len(r) for r in ids])
-      width = tok_lib.bucket_for(int(lengths.max()), self.cfg.length_buckets)
-      h = np.zeros((count, width, hidden), np.float32)
-      m = np.zeros((count, width), np.int32)
-      for rows, mask, out in self._run_hidden(ids, self.scorer.n_lower):
-        h[rows, :out.shape[1]], m[rows, :out.shape[1]] = out, mask[:len(rows)]
-    h[len(texts):], m[len(texts):] = h[0], m[0]
-    return {"h": jnp.asarray(h), "m": jnp.asarray(m)}
 
   def _streams(self, texts: list[str], labels: list[int]) -> dict:
     """Labelled texts -> the episode's two labelled streams, split by length.
@@ -358,7 +187,7 @@ class ToolSelector:
         out[name] = {"h": jnp.zeros((0, 16, hidden)), "m": jnp.zeros((0, 16), jnp.int32),
                      "y": jnp.zeros((0,), jnp.int32), "w": jnp.zeros((0,), jnp.float32)}
         continue
-      count = _round_up(len(group), 16)  # fewer distinct shapes across adapt() calls
+      count = round_up(len(group), 16)  # fewer distinct shapes across adapt() calls
       s = self._lower([texts[i] for i in group], count)
       y = np.zeros(count, np.int32)
       y[:len(group)] = np.asarray(labels)[group]
@@ -369,7 +198,7 @@ class ToolSelector:
   def _adapted(self, docs: dict, texts: list[str], labels: list[int], n: int):
     params, reprs = self._adapt(self._meta, {"tools": docs, **self._streams(texts, labels)})
     reprs = reprs[:n]
-    tool_mat = jnp.pad(reprs, ((0, _round_up(n, self.cfg.tool_multiple) - n), (0, 0)))
+    tool_mat = jnp.pad(reprs, ((0, round_up(n, self.cfg.tool_multiple) - n), (0, 0)))
     return params, tool_mat
 
   def _doc_rows(self, n: int) -> int:
@@ -378,9 +207,9 @@ class ToolSelector:
     dropped after) change nothing and a few sizes serve every toolbox; the inner loop's softmax
     would see them, so algorithms that adapt get exactly ``n``."""
     independent = not self.meta_cfg.algo.inner_loop or self.meta_cfg.inner_steps == 0
-    return _round_up(n, 16) if independent else n
+    return round_up(n, 16) if independent else n
 
-  def _box_for(self, parsed: Sequence[toolspec.Tool]) -> _Toolbox:
+  def _box_for(self, parsed: Sequence[toolspec.Tool]) -> Toolbox:
     """The cached toolbox of these tools, built (and adapted on documentation) if new."""
     docs = [t.document() for t in parsed]
     views = [t.views(self.cfg.n_views) if self.cfg.n_views else [] for t in parsed]
@@ -390,7 +219,7 @@ class ToolSelector:
       docs_hidden = self._lower(docs, self._doc_rows(len(docs)))
       texts = [v for vs in views for v in vs]
       labels = [i for i, vs in enumerate(views) for _ in vs]
-      box = _Toolbox([t.name for t in parsed], {t.name: i for i, t in enumerate(parsed)},
+      box = Toolbox([t.name for t in parsed], {t.name: i for i, t in enumerate(parsed)},
                      docs_hidden, texts, labels, self._docs_only(key, docs_hidden, texts, labels,
                                                                  len(docs)))
     self._cache[key] = box
@@ -407,7 +236,7 @@ class ToolSelector:
       got = disk.get_arrays("adapted", dkey)
       if got is not None and "__tool_mat__" in got:
         mat = got.pop("__tool_mat__")
-        if mat.shape == (_round_up(n, self.cfg.tool_multiple), self.encoder.cfg.hidden_size):
+        if mat.shape == (round_up(n, self.cfg.tool_multiple), self.encoder.cfg.hidden_size):
           return {k: jnp.asarray(v) for k, v in got.items()}, jnp.asarray(mat)
     params, tool_mat = self._adapted(docs_hidden, texts, labels, n)
     if disk is not None:
@@ -479,39 +308,6 @@ class ToolSelector:
       jax.block_until_ready(self._score(self.encoder.params, self._state[0], ids, ids, tool_mat))
       self._warm.add(key)
 
-  def _query_vectors(self, params: P.Params, ids: Sequence[Sequence[int]],
-                     pooled: np.ndarray | None = None) -> np.ndarray:
-    """(N, H) unit query representations under ``params`` for tokenised queries of any length
-    (``encode_full``). Pooled scorers pool long queries' windows before the head (as tool
-    documents); others run the adapted layers per window and pool the representations.
-    ``pooled``: the queries' sentence embeddings, if already computed."""
-    hidden = self.encoder.cfg.hidden_size
-    if self.pooled:
-      emb = self._embed_ids(ids) if pooled is None else pooled
-      h, m, owner, n_rows = emb[:, None, :], np.ones((len(emb), 1), np.int32), None, len(emb)
-    else:
-      rows, owner = self._windows(ids)
-      n_rows = len(rows)
-    out = np.zeros((n_rows, hidden), np.float32)
-    if self.pooled:
-      for start in range(0, n_rows, self.cfg.batch_size):
-        chunk = slice(start, min(start + self.cfg.batch_size, n_rows))
-        b = tok_lib.bucket_for(chunk.stop - start, self.cfg.batch_buckets)
-        hb = np.zeros((b, 1, hidden), np.float32)
-        mb = np.zeros((b, 1), np.int32)
-        hb[:chunk.stop - start], mb[:chunk.stop - start] = h[chunk], m[chunk]
-        out[chunk] = np.asarray(self._query(params, hb, mb))[:chunk.stop - start]
-      return out
-    for r, mask, lower in self._run_hidden(rows, self.scorer.n_lower):
-      b = tok_lib.bucket_for(len(r), self.cfg.batch_buckets)
-      hb = np.zeros((b, *lower.shape[1:]), np.float32)
-      mb = np.zeros((b, lower.shape[1]), np.int32)
-      hb[:len(r)], mb[:len(r)] = lower, mask[:len(r)]
-      out[r] = np.asarray(self._query(params, hb, mb))[:len(r)]
-    if n_rows == len(ids):
-      return out
-    return windowing.pool_rows(out, owner, len(ids), self.cfg.window_pool)
-
   def scores(self, queries: Sequence[str], progress: bool = False) -> np.ndarray:
     """(len(queries), n_tools) float32 cosine scores against the whole toolbox."""
     box = self._require_box()
@@ -577,72 +373,4 @@ class ToolSelector:
       order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
       top = np.take_along_axis(scores, order, 1)
       return [[Choice(names[j], float(s)) for j, s in zip(o, t)] for o, t in zip(order, top)]
-    return [_top(row, names, idx, top_k) for row, idx in zip(scores, cands)]
-
-  def _rank_own_tools(self, queries: list[str], tools: Sequence, candidates, top_k,
-                      strict) -> list[list[Choice]]:
-    """``rank`` with a tool list per query: queries are encoded once; each distinct list is a
-    toolbox (documents embedded once per distinct text, adapted once per distinct list)."""
-    n = len(queries)
-    if isinstance(tools, (str, dict)) or not isinstance(tools, (list, tuple)) or len(tools) != n:
-      raise InputError(f"tools must have one entry per query ({n}): a tool list, or None for "
-                       "the toolbox of set_tools")
-    lists = toolspec.ToolLists()
-    parsed = [None if t is None else lists.parse(t, f"query #{i}: tools")
-              for i, t in enumerate(tools)]
-    if any(p is None for p in parsed):
-      self._require_box()
-    if candidates is None or (candidates and all(isinstance(c, str) for c in candidates)):
-      candidates = [candidates] * n
-    elif isinstance(candidates, str) or len(candidates) != n:
-      raise InputError(f"candidates has {len(candidates)} entries for {n} queries: give one "
-                       "list of names for all queries or one entry per query")
-    names = [self._box.names if p is None else [t.name for t in p] for p in parsed]
-    cands = [None if c is None else toolspec.check_candidates(
-        c, {x: j for j, x in enumerate(nm)}, f"query #{i}")
-             for i, (c, nm) in enumerate(zip(candidates, names))]
-    items, seen = [], set()
-    for i, p in enumerate(parsed):
-      for j, t in enumerate(p or ()):
-        key = toolspec.spec_id(t)
-        if key not in seen:
-          seen.add(key)
-          items.append((f"query #{i}: tool #{j} ({t.name!r})", t.document(), self.pooled))
-    self._check_texts(items + [(f"query #{i}", q, True) for i, q in enumerate(queries)], strict)
-    ids = self.encoder.tokenizer.encode_full(queries)
-    pooled = self._embed_ids(ids) if self.pooled else None
-    groups: dict[int, tuple[Any, list[int]]] = {}
-    by_list: dict[int, int] = {}
-    for i, p in enumerate(parsed):
-      gid = by_list.setdefault(id(p), len(by_list))  # ToolLists hands out one object per list
-      groups.setdefault(gid, (p, []))[1].append(i)
-    # Without an inner loop the adapted parameters are the meta-parameters whatever the list:
-    # every query is then represented once, not once per list.
-    shared = not self.meta_cfg.algo.inner_loop or self.meta_cfg.inner_steps == 0
-    q_all = None
-    out: list[list[Choice] | None] = [None] * n
-    for p, rows in groups.values():
-      if p is None:
-        box, (params, tool_mat) = self._box, self._state
-      else:
-        box = self._box_for(p)
-        params, tool_mat = box.docs_only
-      if shared:
-        if q_all is None:
-          q_all = self._query_vectors(params, ids, pooled)
-        q = q_all[rows]
-      else:
-        q = self._query_vectors(params, [ids[i] for i in rows],
-                                None if pooled is None else pooled[rows])
-      s = q @ np.asarray(tool_mat)[:len(box.names)].T
-      for r, row in zip(rows, s):
-        out[r] = _top(row, box.names, cands[r], top_k)
-    return out
-
-
-def _top(row: np.ndarray, names: Sequence[str], idx, top_k) -> list[Choice]:
-  """The ``top_k`` best of ``row`` (restricted to indices ``idx``, None: all), best first."""
-  idx = np.arange(len(names)) if idx is None else np.asarray(idx)
-  s = row[idx]
-  order = np.argsort(-s, kind="stable")[:top_k]
-  return [Choice(names[idx[j]], float(s[j])) for j in order]
+    return [top_choices(row, names, idx, top_k) for row, idx in zip(scores, cands)]

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import threading
+import time
 import warnings
 
 import jax
@@ -239,8 +240,11 @@ def test_concurrent_writers_leave_one_whole_entry(tmp_path):
       c.put_arrays("adapted", key, {"x": np.full(20000, v, np.float32)})
 
   def read():
+    # Until 200 reads have found an entry (a loaded machine may start the writers late), at
+    # most 30 s.
     c = embedding_cache.DiskCache(tmp_path)
-    for _ in range(200):
+    deadline = time.monotonic() + 30
+    while len(seen) < 200 and time.monotonic() < deadline:
       got = c.get_arrays("adapted", key)
       if got is not None:
         seen.append(float(got["x"][0]) if np.all(got["x"] == got["x"][0]) else None)
