@@ -37,6 +37,7 @@ USER_ERRORS = (
     "mta_jax.run_config.ConfigError",
     "mta_jax.train.NonFiniteError",
     "mta_jax.checkpointing.CheckpointError",
+    "mta_jax.sharding.MeshError",
     "mta_jax.data.DatasetNotFoundError",
     "mta_jax.data.DatasetFormatError",
     "mta_jax.models.weights.WeightsNotFoundError",

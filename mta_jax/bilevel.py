@@ -264,9 +264,11 @@ def make_meta_train_step(learner, meta_cfg: MetaConfig, optimizer,
   """``step(state, episodes, key) -> (state, metrics)``, jitted once, state donated.
 
   The learner's constants (e.g. the LLM's base weights) are passed to the jitted function as an
-  argument on every call, never baked into the program. With a ``mesh``, the episode axis of
-  ``episodes`` is sharded over the mesh's ``"episodes"`` axis and the state is replicated: XLA
-  inserts the cross-device mean of the gradients.
+  argument on every call, never baked into the program. With a ``mesh`` (data parallel,
+  ``mta_jax.sharding``), the inputs come placed on it: the state replicated and the batch split
+  over the devices (``sharding.batch_spec``: episodes on axis 0, SFT's query rows on axis 1);
+  XLA inserts the cross-device mean of the gradients, the state stays replicated and the
+  constants are replicated once, here.
   """
   learner = as_learner(learner)
   step = meta_train_step_fn(learner, meta_cfg, optimizer)
@@ -275,10 +277,9 @@ def make_meta_train_step(learner, meta_cfg: MetaConfig, optimizer,
     jitted = jax.jit(step, donate_argnums=(0,))
   else:
     rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("episodes"))
-    jitted = jax.jit(step, donate_argnums=(0,),
-                     in_shardings=(rep, shard, rep) + ((rep,) if constants else ()),
-                     out_shardings=(rep, rep))
+    jitted = jax.jit(step, donate_argnums=(0,), out_shardings=(rep, rep))
+    if constants is not None:
+      constants = jax.device_put(constants, rep)
   if constants is None:
     return jitted
   return lambda state, episodes, key: jitted(state, episodes, key, constants)

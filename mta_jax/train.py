@@ -246,21 +246,6 @@ def _episodic(config) -> bool | None:
     return None
 
 
-def _data_parallel_step(learner, meta_cfg, optimizer, mesh):
-  """``step(state, batch, key)`` over ``mesh``: the inputs come placed (state replicated, the
-  batch split by ``sharding.batch_spec``); the state stays replicated. Like
-  ``bilevel.make_meta_train_step(mesh=...)`` but for any batch layout (SFT splits axis 1) and
-  with the learner's constants replicated once, not on every call."""
-  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  step = bilevel.meta_train_step_fn(learner, meta_cfg, optimizer)
-  jitted = jax.jit(step, donate_argnums=(0,), out_shardings=(rep, rep))
-  constants = learner.constants or None
-  if constants is None:
-    return jitted
-  constants = sharding.replicate(constants, mesh)
-  return lambda state, batch, key: jitted(state, batch, key, constants)
-
-
 class _NoWriter:
   """Processes other than 0 write no metrics."""
 
@@ -309,11 +294,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   root_key = jax.random.key(config.seed)
   init_fn = lambda key: bilevel.init_train_state(learner, meta_cfg, optimizer, key)
   abstract = jax.eval_shape(init_fn, root_key)
+  step_fn = bilevel.make_meta_train_step(learner, meta_cfg, optimizer, mesh)
   if mesh is None:
-    step_fn = bilevel.make_meta_train_step(learner, meta_cfg, optimizer)
     key_of = lambda i: jax.random.fold_in(root_key, i)
   else:
-    step_fn = _data_parallel_step(learner, meta_cfg, optimizer, mesh)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     key_of = jax.jit(lambda i: jax.random.fold_in(root_key, i), out_shardings=replicated)
   state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract))
