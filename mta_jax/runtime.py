@@ -11,6 +11,7 @@ A multi-host run passes where its processes meet (``sharding.DistributedSpec``; 
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 
@@ -25,6 +26,9 @@ def setup_jax(cache_dir: str | None = None, distributed=None) -> str:
   Returns the cache folder."""
   import jax  # pylint: disable=import-outside-toplevel
   from mta_jax import sharding  # pylint: disable=import-outside-toplevel
+  # JAX reports each backend it probes and does not find (TPU, CUDA on a CPU machine) at INFO:
+  # noise on stderr, where the entry points' one-line errors go.
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
   cache = cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(ROOT / ".jax_cache")
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)

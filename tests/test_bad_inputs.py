@@ -132,7 +132,8 @@ def test_llm_select_command_line_tuple_replaces_the_flagfiles():
     ("--config.eval.datasets=('apibenhc',)",
      "config.eval.datasets: 'apibenhc' is not one of mta_tools, metatool, api_bank, toolalpaca, "
      "apibench (did you mean 'apibench'?)"),
-    ("--config.eval.modes=('sd','xd')", "config.eval.modes: 'xd' is not one of sd, cd"),
+    ("--config.eval.modes=('sd','xd')",
+     "config.eval.modes: 'xd' is not one of sd, cd, hard5, hard10"),
     ("--config.eval.max_queries_by_dataset.apibench=-2",
      "config.eval.max_queries_by_dataset.apibench must be >= -1, got -2"),
 ])
