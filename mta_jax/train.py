@@ -304,7 +304,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
   checkpointing.check_workdir(workdir, need_bytes=int(state_bytes * (config.keep_ckpts + 2)))
 
   # ---------------------------------------------------------------- checkpoint & resume
-  ckpts = checkpointing.Checkpoints(workdir, keep=config.keep_ckpts)
+  # Several processes save synchronously: Orbax's background commit of one save and the next
+  # save's barriers raced in the full test suite (an async_write_complete barrier timed out).
+  ckpts = checkpointing.Checkpoints(workdir, keep=config.keep_ckpts,
+                                    async_save=jax.process_count() == 1)
   if mesh is not None:  # restored straight onto the mesh, whatever count saved it
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
                             abstract)
