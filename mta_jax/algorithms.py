@@ -151,6 +151,8 @@ def sft_grad(learner: Learner, cfg, meta, batch):
     if learner.stream_logits is None:  # learners without class scores (the LLM): their loss
       loss, acc = learner.loss(params, one, ("query",))
       return loss, {"outer/loss": loss, "outer/acc": acc}
+    # Every query of an SFT batch weighs 1: a plain mean, the pre-table SFT loss op for op (its
+    # results are checked identical to the digit), rather than Learner.loss's weighted sum.
     q = one["query"]
     logits = learner.stream_logits(params, q, learner.classes(params, one))
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, q["y"])

@@ -29,7 +29,6 @@ from mta_jax import params as P
 from mta_jax.learner import Learner, as_learner, full_params, split_trainable
 
 LR_MODES = ("fixed", "per_tensor", "per_element")
-SUPPORT_STREAMS = ("support", "views")  # the encoder learner's; kept for existing callers
 Episode = dict[str, Any]
 
 

@@ -174,8 +174,8 @@ class ToolSelector(TextEncoding, PerQueryRanking):
   def _streams(self, texts: list[str], labels: list[int]) -> dict:
     """Labelled texts -> the episode's two labelled streams, split by length.
 
-    ``bilevel.streams_loss`` and ``bilevel.prototypes`` treat the ``support`` and ``views``
-    streams alike (one weighted sum over both), so putting short texts in one and long texts in
+    The encoder learner's ``loss`` and ``prototypes`` (``mta_jax.learner``) treat the ``support``
+    and ``views`` streams alike (one weighted sum over both), so putting short texts in one and long texts in
     the other changes nothing but the padding.
     """
     hidden = self.encoder.cfg.hidden_size

@@ -80,18 +80,18 @@ EIGHT = textwrap.dedent("""
     train.train(cfg("1", **kw), tmp / "one")
     train.train(cfg("all", **kw), tmp / "eight")
     out["maml_8_vs_1"] = diff(tmp / "one", tmp / "eight")
+    def resume_step_10(src, dst, devices):  # src's run from its step-10 checkpoint on devices
+      shutil.copytree(tmp / src, tmp / dst)
+      shutil.rmtree(tmp / dst / "checkpoints" / "20")
+      shutil.rmtree(tmp / dst / "best")
+      train.train(cfg(devices, **kw), tmp / dst)
+
     # The checkpoint of step 10 written on 8 devices, resumed on 1 device.
-    shutil.copytree(tmp / "eight", tmp / "resumed")
-    shutil.rmtree(tmp / "resumed" / "checkpoints" / "20")
-    shutil.rmtree(tmp / "resumed" / "best")
-    train.train(cfg("1", **kw), tmp / "resumed")
+    resume_step_10("eight", "resumed", "1")
     out["resume_8_on_1_vs_1"] = diff(tmp / "one", tmp / "resumed")
     out["resume_8_on_1_vs_8"] = diff(tmp / "eight", tmp / "resumed")
     # ... and the step-10 checkpoint of the 1-device run resumed on 8 devices.
-    shutil.copytree(tmp / "one", tmp / "resumed8")
-    shutil.rmtree(tmp / "resumed8" / "checkpoints" / "20")
-    shutil.rmtree(tmp / "resumed8" / "best")
-    train.train(cfg("all", **kw), tmp / "resumed8")
+    resume_step_10("one", "resumed8", "all")
     out["resume_1_on_8_vs_1"] = diff(tmp / "one", tmp / "resumed8")
     # SFT: one "episode" of sft.batch query rows, split on its row axis.
     kw = dict(total_steps=4, log_every=1, eval_every=4, ckpt_every=4)
