@@ -80,6 +80,36 @@ keep-runs:
 	for wd in $(REPRO_DIR)/*/; do test -f $$wd/eval.json || continue; d=results/runs/$$(basename $$wd); \
 	  mkdir -p $$d && cp $$wd/eval.json $$d/ && for f in metrics.jsonl command.txt; do test ! -f $$wd/$$f || cp $$wd/$$f $$d/; done; done
 
+# make tune-hybrid: the hybrid scorer's BM25 weight (scorer.lexical_weight, the initial mix/lex)
+# chosen zero-shot on MTA-Tools' validation tools (never the test tools); results in
+# workdirs/tune/hybrid_w*/eval.json, summary printed.
+TUNE_DIR := workdirs/tune
+TUNE_WEIGHTS := 0.0 0.05 0.1 0.2 0.3 0.5 1.0
+.PHONY: tune-hybrid
+tune-hybrid: venv
+	for w in $(TUNE_WEIGHTS); do test -f $(TUNE_DIR)/hybrid_w$$w/eval.json || $(BIN)/python experiments/evaluate.py --baseline=hybrid --lexical_weight=$$w --workdir=$(TUNE_DIR)/hybrid_w$$w --data_dir=$(TFDS_DIR) --split=validation --modes=sd,cd --shots=0shot --name="Hybrid zero-shot, lexical_weight $$w (validation tools)" || exit 1; done
+	$(BIN)/python experiments/report.py --workdirs='$(TUNE_DIR)/hybrid_w*' --out=$(TUNE_DIR)/TUNE.md --title="Hybrid weight on validation tools (make tune-hybrid)"
+
+# make ablation: issue 18's levers on and off, 3 training seeds, the same evaluation for every row
+# (MTA-Tools SD/CD/hard 5-way/full pool, ToolAlpaca, APIBench; 0-shot). Rows: dense and hybrid
+# scorer for SFT and MTA, hybrid ProtoNet, MTA with the mix adapted; baselines BM25, Base, Hybrid
+# zero-shot. Table -> workdirs/ablation/ABLATION.md; raw results -> results/ablation/.
+ABL_DIR := workdirs/ablation
+ABL_SEEDS := 0 1 2
+ABL_ROWS := sft mta_sd sft_hybrid mta_hybrid protonet_hybrid mta_hybrid_mix
+ABL_EVAL := --datasets=mta_tools,toolalpaca,apibench --modes=sd,cd,hard5 --shots=0shot
+.PHONY: ablation
+ablation: venv
+	for d in mta_tools toolalpaca apibench; do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || exit 1; done
+	for b in bm25 base hybrid; do test -f $(ABL_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(ABL_DIR)/$$b --data_dir=$(TFDS_DIR) $(ABL_EVAL) || exit 1; done
+	for s in $(ABL_SEEDS); do for r in $(ABL_ROWS); do wd=$(ABL_DIR)/$${r}_s$$s; echo "== $$r seed $$s -> $$wd"; \
+	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/$$r.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) || exit 1; \
+	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --data_dir=$(TFDS_DIR) $(ABL_EVAL) || exit 1; \
+	done; done
+	$(BIN)/python experiments/report.py --workdirs='$(ABL_DIR)/*' --out=$(ABL_DIR)/ABLATION.md --title="Ablation (make ablation)"
+	for wd in $(ABL_DIR)/*/; do test -f $$wd/eval.json || continue; d=results/ablation/$$(basename $$wd); \
+	  mkdir -p $$d && cp $$wd/eval.json $$d/ && for f in metrics.jsonl command.txt; do test ! -f $$wd/$$f || cp $$wd/$$f $$d/; done; done
+
 test: venv
 	$(BIN)/python -m pytest -q tests datasets_tfds
 

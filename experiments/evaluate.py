@@ -33,8 +33,11 @@ from absl import app, flags, logging
 import _cli  # experiments/_cli.py: bad input -> one line on stderr, exit status 1
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run to evaluate / where eval.json goes.")
-_BASELINE = flags.DEFINE_enum("baseline", None, ["random", "bm25", "base"],
-                              "Evaluate an untrained baseline instead of a checkpoint.")
+_BASELINE = flags.DEFINE_enum("baseline", None, ["random", "bm25", "base", "hybrid"],
+                              "Evaluate an untrained baseline instead of a checkpoint (hybrid: "
+                              "the zero-shot encoder + the BM25 term, mta.py:hybrid).")
+_LEX_WEIGHT = flags.DEFINE_float("lexical_weight", None, "--baseline=hybrid: the BM25 term's "
+                                 "weight (default: scorer.lexical_weight of mta.py).")
 _WHICH = flags.DEFINE_enum("which", "best", ["best", "latest"], "Checkpoint to evaluate.")
 _DATASETS = flags.DEFINE_list("datasets", ["mta_tools"], "Datasets to evaluate on.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: the run's).")
@@ -48,22 +51,30 @@ _PER_QUERY = flags.DEFINE_list("per_query_shots", ["0shot"],
                                "--compare); empty: none.")
 _SWEEP = flags.DEFINE_list("sweep_inner_steps", ["0", "1", "3", "5", "10"],
                            "Inner steps for the accuracy-vs-steps curve (MTA-Tools SD 0-shot).")
+_SPLIT = flags.DEFINE_enum("split", "test", ["test", "validation"],
+                           "Tools to score: the unseen test tools (reported), or the validation "
+                           "tools (for choosing settings; distractors may be train tools; "
+                           "datasets without a validation split are skipped).")
 _NAME = flags.DEFINE_string("name", None, "Row name in the report (default: from the run).")
 _OUT = flags.DEFINE_string("out", None, "Output JSON (default: <workdir>/eval.json).")
 flags.mark_flag_as_required("workdir")
 
-BASELINE_ROWS = {"random": "Random", "bm25": "BM25", "base": "Base (zero-shot)"}
+BASELINE_ROWS = {"random": "Random", "bm25": "BM25", "base": "Base (zero-shot)",
+                 "hybrid": "Hybrid (zero-shot)"}
 
 
-def _model(bundle_or_none):
-  """(scorer_cfg, meta_cfg, meta, config) of the run or of the zero-shot base model."""
+def _model(bundle_or_none, kind: str = "base"):
+  """(scorer_cfg, meta_cfg, meta, config) of the run or of a zero-shot model (kind base or
+  hybrid)."""
   from mta_jax import baselines, run_config  # pylint: disable=import-outside-toplevel
   if bundle_or_none is not None:
     b = bundle_or_none
     return b.scorer_cfg, b.meta_cfg, b.meta, b.config
   sys.path.insert(0, str(pathlib.Path(__file__).parent / "configs"))
   import mta  # pylint: disable=import-outside-toplevel
-  config = json.loads(mta.get_config("sd").to_json())
+  config = json.loads(mta.get_config("sd,hybrid" if kind == "hybrid" else "sd").to_json())
+  if kind == "hybrid" and _LEX_WEIGHT.value is not None:
+    config["scorer"]["lexical_weight"] = _LEX_WEIGHT.value
   scorer_cfg, _ = run_config.model_configs(config)
   return scorer_cfg, baselines.NO_ADAPT, None, config
 
@@ -79,7 +90,13 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   except data.DatasetNotFoundError as e:
     logging.warning("skipping %s: %s", name, e)
     return {"skipped": str(e)}
-  split = run_eval.split_for(ds, "test")
+  if _SPLIT.value == "validation":
+    if not len(ds.tool_indices("validation")):
+      return {"skipped": f"{name} has no validation tools (choose settings on a dataset that "
+                         "has them)"}
+    split = run_eval.split_for(ds, "validation", distractors_from=("train",))
+  else:
+    split = run_eval.split_for(ds, "test")
   scorer_cfg, meta_cfg, meta, config = model
   neighbours = None
   if any(m in hard_tasks.MODES for m in spec.modes):  # the same for every row of the table
@@ -93,7 +110,7 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   fspec = features.FeatureSpec(n_lower=encoder.cfg.num_layers - scorer_cfg.n_top,
                                q_len=config["features"]["q_len"],
                                d_len=config["features"]["d_len"], n_views=spec.n_views)
-  cache = features.text_cache(ds, fspec, _CACHE_DIR.value, encoder)
+  cache = features.text_cache(ds, fspec, _CACHE_DIR.value, encoder, lexical=scorer_cfg.lexical)
   scorer = Scorer(scorer_cfg, encoder.model)
   meta = meta if meta is not None else baselines.base_meta(scorer)
   meta = jax.device_put(meta)
@@ -141,14 +158,14 @@ def main(argv) -> None:
   bundle = None
   if kind == "model":
     bundle = inference.restore_for_inference(_WORKDIR.value, _WHICH.value)
-  model = _model(bundle)
+  model = _model(bundle, kind)
   config = model[3]
   spec = run_eval.EvalSpec(modes=tuple(_MODES.value), shots=tuple(_SHOTS.value),
                            seeds=tuple(range(_SEEDS.value)),
                            n_views=config["features"]["n_views"],
                            per_query=tuple(_PER_QUERY.value))
   encoder = None
-  if kind in ("model", "base"):
+  if kind in ("model", "base", "hybrid"):
     from mta_jax.models import registry  # pylint: disable=import-outside-toplevel
     encoder = registry.load(model[0].backbone)
   algo = config["meta"]["algorithm"] if kind == "model" else kind
@@ -162,10 +179,12 @@ def main(argv) -> None:
         r["skipped"] for r in results.values()))
   from mta_jax import algorithms  # pylint: disable=import-outside-toplevel
   row = algorithms.get(algo).row if kind == "model" else BASELINE_ROWS[kind]
+  if kind == "model" and model[0].lexical:  # hybrid-trained rows are rows of their own
+    row += " (hybrid, adapted mix)" if re.search(model[0].fast_pattern, "mix/lex") else " (hybrid)"
   out = {"row": _NAME.value or row, "kind": kind, "algorithm": algo,
          "workdir": str(pathlib.Path(_WORKDIR.value).absolute()),
          "step": bundle.step if bundle else None, "which": _WHICH.value if bundle else None,
-         "seed": config.get("seed") if bundle else None,
+         "seed": config.get("seed") if bundle else None, "split": _SPLIT.value,
          "command": "python " + " ".join([pathlib.Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
          "date": datetime.datetime.now().isoformat(timespec="seconds"),
          "commit": _cli.git_commit(),

@@ -36,7 +36,7 @@ _N_BOOT = flags.DEFINE_integer("n_boot", 10_000, "Bootstrap resamplings for --co
 flags.mark_flag_as_required("workdirs")
 
 # Baselines, then every trained algorithm in the table's order (mta_jax.algorithms), then variants.
-ORDER = (["Random", "BM25", "Base (zero-shot)"] + list(algorithms.row_names().values())
+ORDER = (["Random", "BM25", "Base (zero-shot)", "Hybrid (zero-shot)"] + list(algorithms.row_names().values())
          + ["MTA (trained on MetaTool seen tools)", "LLM Base (SmolLM2-135M, prompt)",
             "LLM LoRA SFT", "LLM MTA-LoRA"])
 # (header, dataset, mode) of the main table; "sd/cd" shows both.

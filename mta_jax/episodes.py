@@ -166,18 +166,30 @@ def sample_episodes(rng: np.random.Generator, pool: ToolPool, spec: EpisodeSpec,
 def gather(cache: dict, idx: dict) -> dict:
   """Index arrays -> features. ``cache``: {"q_h","q_m"} queries, {"d_h","d_m"} documents.
 
-  Support and query streams index the query cache; tools and views the document cache.
+  Support and query streams index the query cache; tools and views the document cache. With
+  the hybrid scorer's arrays in ``cache`` (``mta_jax.lexical``: ``q_lex``, ``d_lex``,
+  ``doc_col``) every stream also gets ``lex`` (..., S, N): its texts' BM25 feature against the
+  episode's N tools.
   """
   def take(h, m, i):
     return jnp.take(h, i, axis=0), jnp.take(m, i, axis=0)
 
-  th, tm = take(cache["d_h"], cache["d_m"], idx["tools"]["idx"])
+  tool_rows = idx["tools"]["idx"]  # (..., N) document rows of the tools
+  th, tm = take(cache["d_h"], cache["d_m"], tool_rows)
   out = {"tools": {"h": th, "m": tm}}
-  for name, (hk, mk) in (("support", ("q_h", "q_m")), ("views", ("d_h", "d_m")),
-                         ("query", ("q_h", "q_m"))):
+  lexical = "q_lex" in cache
+  if lexical:
+    cols = jnp.take(cache["doc_col"], tool_rows, axis=0)[..., None, :]  # (..., 1, N)
+  for name, (hk, mk, lk) in (("support", ("q_h", "q_m", "q_lex")),
+                             ("views", ("d_h", "d_m", "d_lex")),
+                             ("query", ("q_h", "q_m", "q_lex"))):
     s = idx[name]
     h, m = take(cache[hk], cache[mk], s["idx"])
     out[name] = {"h": h, "m": m, "y": jnp.asarray(s["y"]), "w": jnp.asarray(s["w"])}
+    if lexical:
+      rows = jnp.take(cache[lk], s["idx"], axis=0)  # (..., S, n_tools)
+      out[name]["lex"] = jnp.take_along_axis(
+          rows, jnp.broadcast_to(cols, rows.shape[:-1] + cols.shape[-1:]), axis=-1)
   return out
 
 

@@ -62,10 +62,12 @@ class TextCache:
   main_doc: np.ndarray  # (n_tools,) row of each tool's main document
   view_rows: list[np.ndarray]  # per tool, rows of its documentation views
   key: str
+  lexical: dict | None = None  # ``mta_jax.lexical.arrays`` for the hybrid scorer, or None
 
   def arrays(self) -> dict:
-    """The dict ``episodes.gather`` indexes (numpy; ``jax.device_put`` it once)."""
-    return {k: getattr(self, k) for k in _ARRAYS}
+    """The dict ``episodes.gather`` indexes (numpy; ``jax.device_put`` it once); with the
+    lexical feature's arrays when the cache was made with ``lexical=True``."""
+    return {**{k: getattr(self, k) for k in _ARRAYS}, **(self.lexical or {})}
 
 
 def _fingerprint(ds: ToolDataset, doc_texts: list[str], spec: FeatureSpec, model_cfg) -> str:
@@ -98,11 +100,12 @@ def _load(folder: pathlib.Path) -> dict:
 
 
 def text_cache(ds: ToolDataset, spec: FeatureSpec, cache_dir: str | os.PathLike, encoder=None,
-               progress: bool = True) -> TextCache:
+               progress: bool = True, lexical: bool = False) -> TextCache:
   """Loads (or computes and stores) the cache of ``ds`` for ``spec`` under ``cache_dir``.
 
   ``encoder`` (a ``TextEncoder``) is loaded only when the cache must be computed. A cache that
-  fails to load (truncated file) is recomputed with a warning. Writes are atomic (a temporary
+  fails to load (truncated file) is recomputed with a warning. ``lexical``: also compute the
+  hybrid scorer's BM25 feature (``mta_jax.lexical``; seconds of numpy, never stored). Writes are atomic (a temporary
   folder renamed into place), so a run killed while writing leaves no half cache behind.
   """
   from mta_jax.models import bert  # pylint: disable=import-outside-toplevel
@@ -138,4 +141,9 @@ def text_cache(ds: ToolDataset, spec: FeatureSpec, cache_dir: str | os.PathLike,
       os.replace(tmp, folder)
     except OSError as e:  # A read-only cache dir costs time, not correctness.
       logging.warning("features: could not store the cache in %s (%s)", root, e)
-  return TextCache(main_doc=main_doc, view_rows=view_rows, key=key, **arrays)
+  lex = None
+  if lexical:
+    from mta_jax import lexical as lexical_lib  # pylint: disable=import-outside-toplevel
+    lex = lexical_lib.arrays([q.text for q in ds.queries], texts,
+                             [t.document() for t in ds.tools], main_doc, view_rows)
+  return TextCache(main_doc=main_doc, view_rows=view_rows, key=key, lexical=lex, **arrays)

@@ -116,7 +116,7 @@ def _build_encoder_learner(scorer) -> Learner:
     return scorer.tool_repr(p, episode["tools"]["h"], episode["tools"]["m"])
 
   def stream_logits(p, stream, cls):
-    return scorer.logits(p, stream["h"], stream["m"], cls)
+    return scorer.logits(p, stream["h"], stream["m"], cls, stream.get("lex"))
 
   def loss(p, episode, names):
     cls = classes(p, episode)

@@ -6,7 +6,12 @@ hidden states, then mean pooling; ``head`` is a square projection of query embed
 - LoRA adapters on the top layers' dense kernels, merged into the kernel at apply time
   (W + A B * alpha / r), so the NNX layers need no change;
 - a prototype-initialised class head (Proto-MAML): per-episode class weights that start as the
-  tools' embeddings and adapt in the inner loop.
+  tools' embeddings and adapt in the inner loop;
+- a lexical term (the hybrid scorer, ``lexical=True``): score = (w_dense cos + w_lex lex) / τ
+  with ``lex`` the normalised BM25 of the text against the tool's document
+  (``mta_jax.lexical``, carried by each episode stream as ``"lex"``) and the two weights
+  parameters ``mix/dense`` (init 1) and ``mix/lex`` (init ``lexical_weight``): meta-learned,
+  and adapted in the inner loop when the adapt pattern names ``mix/``.
 
 Which parameters adapt in the inner loop is a regular expression over the flat parameter names
 (``ScorerConfig.fast_pattern``); everything else is meta-learned in the outer loop only.
@@ -31,6 +36,8 @@ ADAPT_PATTERNS = {
     "lora+head": r"^(lora|head)/",
     "top": r"^top/",
     "top+head": r"^(top|head)/",
+    "head+mix": r"^(head|mix)/",
+    "top+head+mix": r"^(top|head|mix)/",
 }
 LORA_TARGETS = ("query", "key", "value", "attn_out")
 
@@ -49,6 +56,8 @@ class ScorerConfig:
   lora_rank: int = 0
   lora_alpha: float = 16.0
   lora_targets: tuple[str, ...] = LORA_TARGETS
+  lexical: bool = False  # the hybrid scorer: add the BM25 term (module docstring)
+  lexical_weight: float = 0.2  # initial mix/lex (chosen on validation tools: make tune-hybrid)
 
   @property
   def fast_pattern(self) -> str:
@@ -63,6 +72,9 @@ class ScorerConfig:
       raise ValueError("scorer.adapt uses LoRA but scorer.n_top is 0: no layers to adapt")
     if self.temperature <= 0:
       raise ValueError(f"scorer.temperature must be > 0, got {self.temperature}")
+    if "mix" in self.adapt and not self.lexical:
+      raise ValueError(f"scorer.adapt={self.adapt!r} adapts the hybrid weights (mix/) but "
+                       "scorer.lexical is False: set scorer.lexical=True")
 
 
 def _normalize(x: jax.Array) -> jax.Array:
@@ -99,11 +111,14 @@ class Scorer:
       r = self.cfg.lora_rank
       params[f"lora/{k}/a"] = jax.random.normal(sub, (din, r), jnp.float32) / jnp.sqrt(din)
       params[f"lora/{k}/b"] = jnp.zeros((r, dout), jnp.float32)
+    if self.cfg.lexical:
+      params["mix/dense"] = jnp.ones((), jnp.float32)
+      params["mix/lex"] = jnp.full((), self.cfg.lexical_weight, jnp.float32)
     return params
 
   def trainable_pattern(self) -> str:
     """Parameters the outer loop updates (the top layers' base weights only if train_top)."""
-    return r"^(head|lora)/" if not self.cfg.train_top else r"^(top|head|lora)/"
+    return r"^(head|lora|mix)/" if not self.cfg.train_top else r"^(top|head|lora|mix)/"
 
   def _top_tree(self, params: P.Params) -> dict:
     flat = {k[len("top/"):]: v for k, v in params.items() if k.startswith("top/")}
@@ -132,7 +147,15 @@ class Scorer:
       return _normalize(params["proto/w"])
     return self.embed(params, hidden, mask)
 
-  def logits(self, params: P.Params, q_hidden, q_mask, tools: jax.Array) -> jax.Array:
-    """Queries (B, L, H) against class representations (N, H) -> (B, N) logits."""
+  def logits(self, params: P.Params, q_hidden, q_mask, tools: jax.Array,
+             lex: jax.Array | None = None) -> jax.Array:
+    """Queries (B, L, H) against class representations (N, H) -> (B, N) logits; ``lex`` (B, N)
+    is the queries' lexical feature against the N tools (needed iff ``cfg.lexical``)."""
     q = self.query_repr(params, self.embed(params, q_hidden, q_mask))
-    return q @ tools.T / self.cfg.temperature
+    dense = q @ tools.T
+    if not self.cfg.lexical:
+      return dense / self.cfg.temperature
+    if lex is None:
+      raise ValueError("scorer.lexical=True but the stream has no 'lex' feature: build the "
+                       "feature cache with features.text_cache(..., lexical=True)")
+    return (params["mix/dense"] * dense + params["mix/lex"] * lex) / self.cfg.temperature

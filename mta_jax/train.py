@@ -159,7 +159,7 @@ def encoder_setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> S
   encoder = registry.load(scorer_cfg.backbone)
   cache_dir = config.cache_dir or str(workdir / "features")
   cache = features.text_cache(ds, feature_spec(config, encoder.cfg.num_layers), cache_dir,
-                              encoder)
+                              encoder, lexical=scorer_cfg.lexical)
   dev_cache = jax.device_put(cache.arrays())
   train_tools = ds.tool_indices("train")
   pool = ds.pool(train_tools, cache.main_doc, cache.view_rows, query_split="train")

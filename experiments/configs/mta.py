@@ -10,6 +10,8 @@ and, by ``arg``, the episodic baselines and SFT. Run with:
   ``protonet``, ``imaml``, ``sft``, and any registered later), with its row's config defaults;
 - ``top``: adapt the top transformer layer and the head (``n_top=1``; GPU-sized), instead of the
   head on frozen sentence embeddings (``n_top=0``; the CPU default, cached once);
+- ``hybrid``: the hybrid scorer, dense cosine + a BM25 term (``mta_jax.lexical``) mixed by
+  meta-learned weights (``scorer.lexical``);
 - ``demo``: the `make demo` budget (minutes on a 2-core CPU);
 - ``smoke``: a few tiny steps (tests).
 
@@ -24,9 +26,9 @@ from mta_jax import algorithms
 def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
   tokens = [t for t in (arg or "sd").split(",") if t]
   ALGORITHMS = algorithms.names()  # pylint: disable=invalid-name  # read now: rows may be added
-  unknown = [t for t in tokens if t not in ALGORITHMS + ("sd", "cd", "top", "demo", "smoke")]
+  unknown = [t for t in tokens if t not in ALGORITHMS + ("sd", "cd", "top", "hybrid", "demo", "smoke")]
   if unknown:
-    raise ValueError(f"mta.py: unknown config arg token(s) {unknown}; known: sd, cd, top, demo, "
+    raise ValueError(f"mta.py: unknown config arg token(s) {unknown}; known: sd, cd, top, hybrid, demo, "
                      f"smoke, {', '.join(ALGORITHMS)}")
   algo = next((t for t in tokens if t in ALGORITHMS), "maml")
 
@@ -40,7 +42,10 @@ def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
 
   c.scorer = ml_collections.ConfigDict(dict(
       backbone="minilm-l6", n_top=0, adapt="head", head=True, proto_head=False, temperature=0.05, train_top=True,
-      lora_rank=0, lora_alpha=16.0))
+      lora_rank=0, lora_alpha=16.0,
+      # The hybrid scorer (token ``hybrid``): + a BM25 term mixed by meta-learned weights;
+      # lexical_weight is mix/lex's initial value, chosen on validation tools (RESULTS.md).
+      lexical=False, lexical_weight=0.2))
   c.meta = ml_collections.ConfigDict(dict(
       algorithm=algo, inner_steps=3, inner_lr=0.05, learn_inner_lr="per_tensor", remat=False))
   # The algorithm's own defaults (e.g. fixed inner rates for the baselines: MTA's learned rates
@@ -71,6 +76,8 @@ def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
     c.scorer.n_top, c.scorer.adapt = 1, "top+head"
     c.optim.lr = 1e-4
     c.episodes.batch = 8
+  if "hybrid" in tokens:
+    c.scorer.lexical = True
   if "demo" in tokens:
     c.total_steps, c.log_every, c.eval_every, c.ckpt_every = 300, 10, 100, 100
   if "smoke" in tokens:
