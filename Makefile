@@ -92,11 +92,12 @@ tune-hybrid: venv
 
 # make ablation: issue 18's levers on and off, 3 training seeds, the same evaluation for every row
 # (MTA-Tools SD/CD/hard 5-way/full pool, ToolAlpaca, APIBench; 0-shot). Rows: dense and hybrid
-# scorer for SFT and MTA, hybrid ProtoNet, MTA with the mix adapted; baselines BM25, Base, Hybrid
+# scorer for SFT and MTA, hybrid ProtoNet, MTA with the mix adapted, MTA with hard-negative
+# episodes; baselines BM25, Base, Hybrid
 # zero-shot. Table -> workdirs/ablation/ABLATION.md; raw results -> results/ablation/.
 ABL_DIR := workdirs/ablation
 ABL_SEEDS := 0 1 2
-ABL_ROWS := sft mta_sd sft_hybrid mta_hybrid protonet_hybrid mta_hybrid_mix
+ABL_ROWS := sft mta_sd sft_hybrid mta_hybrid protonet_hybrid mta_hybrid_mix mta_hybrid_hard
 ABL_EVAL := --datasets=mta_tools,toolalpaca,apibench --modes=sd,cd,hard5 --shots=0shot
 .PHONY: ablation
 ablation: venv

@@ -33,6 +33,9 @@ class EpisodeSpec:
   q_query: int = 3
   n_views: int = 0
   mode: str = "sd"  # "sd": tools of one group; "cd": tools of all groups
+  # Hard negatives: the share of a meta-batch's episodes whose N tools are one tool (the anchor)
+  # and its N - 1 nearest tools of the pool (``ToolPool.near``), like the hard N-way test tasks.
+  hard_fraction: float = 0.0
 
   def validate(self, pool: "ToolPool") -> None:
     """Raises ``ValueError`` (one line naming the field) if ``pool`` cannot fill this shape."""
@@ -40,6 +43,13 @@ class EpisodeSpec:
       raise ValueError(f"episodes.mode must be 'sd' or 'cd', got {self.mode!r}")
     if self.n_way < 2:
       raise ValueError(f"episodes.n_way must be >= 2, got {self.n_way}")
+    if not 0.0 <= self.hard_fraction <= 1.0:
+      raise ValueError(f"episodes.hard_fraction must be in [0, 1], got {self.hard_fraction}")
+    if self.hard_fraction > 0 and pool.near is not None and pool.near.shape[1] < self.n_way - 1:
+      raise ValueError(
+          f"episodes.hard_fraction={self.hard_fraction} needs each pool tool's "
+          f"{self.n_way - 1} nearest tools (ToolPool.near), the pool has "
+          f"{0 if pool.near is None else pool.near.shape[1]}")
     for name in ("k_shot", "q_query", "n_views"):
       if getattr(self, name) < 0:
         raise ValueError(f"episodes.{name} must be >= 0, got {getattr(self, name)}")
@@ -72,6 +82,7 @@ class ToolPool:
   n_queries: np.ndarray  # (T,)
   views: np.ndarray  # (T, max_v) padded with -1
   n_views: np.ndarray  # (T,)
+  near: np.ndarray | None = None  # (T, k) each tool's nearest pool tools, nearest first
 
   @classmethod
   def build(cls, doc, group, queries_by_tool, views_by_tool) -> "ToolPool":
@@ -138,10 +149,26 @@ def _stream(idx: np.ndarray, ok: np.ndarray, n_way: int) -> dict:
           "w": ok.reshape(e, n * k).astype(np.float32)}
 
 
+def _hard_tools(rng, pool: ToolPool, spec: EpisodeSpec, tools: np.ndarray) -> np.ndarray:
+  """Replaces a ``spec.hard_fraction`` share of the episodes' tools by an anchor tool and its
+  N - 1 nearest pool tools, in random order."""
+  if pool.near is None:
+    raise ValueError(f"episodes.hard_fraction={spec.hard_fraction} needs each pool tool's "
+                     "nearest tools (ToolPool.near); the pool has no such table")
+  e = len(tools)
+  hard = rng.random(e) < spec.hard_fraction
+  anchors = rng.integers(pool.n_tools, size=e)
+  near = np.concatenate([anchors[:, None], pool.near[anchors, :spec.n_way - 1]], axis=1)
+  near = rng.permuted(near, axis=1)
+  return np.where(hard[:, None], near, tools)
+
+
 def sample_episodes(rng: np.random.Generator, pool: ToolPool, spec: EpisodeSpec,
                     n_episodes: int) -> dict:
   """A meta-batch of ``n_episodes`` training episodes as numpy index arrays."""
   tools = _sample_tools(rng, pool, spec, n_episodes)  # (E, N)
+  if spec.hard_fraction > 0:  # (no draw otherwise: runs without hard negatives are unchanged)
+    tools = _hard_tools(rng, pool, spec, tools)
   kq = spec.k_shot + spec.q_query
   valid_q = np.arange(pool.queries.shape[1])[None, None, :] < pool.n_queries[tools][..., None]
   pick = _choose(rng, valid_q, kq)  # (E, N, K+Q) columns of pool.queries

@@ -165,6 +165,8 @@ def encoder_setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> S
   pool = ds.pool(train_tools, cache.main_doc, cache.view_rows, query_split="train")
   algo = algorithms.get(config.meta.algorithm)
   spec = episode_spec(config)
+  if algo.episodic and spec.hard_fraction > 0:
+    pool.near = _nearest_train_tools(ds, train_tools, cache_dir, encoder, spec.n_way - 1)
   if algo.episodic:
     spec.validate(pool)
   val_split = run_eval.split_for(ds, "validation", distractors_from=("train",))
@@ -197,6 +199,16 @@ def encoder_setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> S
 
   return Setup(learner, meta_cfg, bilevel.make_optimizer(optim_config(config)), sample,
                validate_state, config.total_steps, sample_rows)
+
+
+def _nearest_train_tools(ds, train_tools: np.ndarray, cache_dir: str, encoder, k: int):
+  """(T, k) pool-local indices of each training tool's k nearest training tools, by the zero-shot
+  encoder's similarity of their documents (as the hard N-way test tasks: ``hard_tasks``)."""
+  from mta_jax import hard_tasks  # pylint: disable=import-outside-toplevel
+  near = hard_tasks.nearest(hard_tasks.doc_embeddings(ds, cache_dir, encoder), train_tools,
+                            train_tools, k)
+  local = {int(t): i for i, t in enumerate(train_tools)}
+  return np.vectorize(local.__getitem__, otypes=[np.int32])(near.tools)
 
 
 def _rows_of(batch, rows: slice, episodic: bool):

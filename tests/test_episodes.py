@@ -1,5 +1,7 @@
 """Episode sampling (numpy) and the evaluation protocol's candidate sets."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,43 @@ def test_ranking_ties_are_neither_wins_nor_losses():
   r = run_eval.ranking_metrics(np.zeros((1, 4)), np.array([2]))
   assert r["top1"] == pytest.approx(0.25) and r["top3"] == pytest.approx(0.75)
   assert r["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+
+
+def _with_near(pool, k):
+  """Each tool's k nearest tools by a fixed random similarity (the test needs any table)."""
+  sims = np.random.default_rng(5).random((pool.n_tools, pool.n_tools))
+  np.fill_diagonal(sims, -np.inf)
+  return dataclasses.replace(pool, near=np.argsort(-sims, axis=1)[:, :k].astype(np.int32))
+
+
+def test_hard_negative_episodes_are_an_anchor_and_its_nearest_tools(pool):
+  pool = _with_near(pool, 4)
+  base = episodes.EpisodeSpec(n_way=3, k_shot=1, q_query=2, mode="sd")
+  hard = episodes.EpisodeSpec(n_way=3, k_shot=1, q_query=2, mode="sd", hard_fraction=1.0)
+  tools = episodes.sample_episodes(np.random.default_rng(0), pool, hard, 64)["tool_ids"]
+  neighbourhoods = {frozenset([a, *pool.near[a, :2]]) for a in range(pool.n_tools)}
+  assert all(frozenset(row) in neighbourhoods for row in tools)
+  assert len({tuple(r) for r in tools}) > 1 and not (tools[:, 0] == tools[:, 0][0]).all()
+  # A share of 0 draws nothing more: the episodes of runs without hard negatives are unchanged.
+  off = episodes.EpisodeSpec(n_way=3, k_shot=1, q_query=2, mode="sd", hard_fraction=0.0)
+  a = episodes.sample_episodes(np.random.default_rng(1), pool, base, 8)
+  b = episodes.sample_episodes(np.random.default_rng(1), pool, off, 8)
+  for k in ("tool_ids",):
+    np.testing.assert_array_equal(a[k], b[k])
+  np.testing.assert_array_equal(a["query"]["idx"], b["query"]["idx"])
+  # About the asked share of episodes are hard.
+  half = dataclasses.replace(hard, hard_fraction=0.5)
+  tools = episodes.sample_episodes(np.random.default_rng(2), pool, half, 400)["tool_ids"]
+  share = np.mean([frozenset(r) in neighbourhoods for r in tools])
+  assert 0.4 < share < 0.65, share
+
+
+def test_hard_negatives_need_a_neighbour_table(pool):
+  spec = episodes.EpisodeSpec(n_way=3, mode="sd", hard_fraction=0.5)
+  assert pool.near is None
+  with pytest.raises(ValueError, match="nearest tools"):
+    episodes.sample_episodes(np.random.default_rng(0), pool, spec, 2)
+  with pytest.raises(ValueError, match="needs each pool tool's 2 nearest tools"):
+    spec.validate(_with_near(pool, 1))
+  with pytest.raises(ValueError, match=r"hard_fraction must be in \[0, 1\]"):
+    dataclasses.replace(spec, hard_fraction=1.5).validate(_with_near(pool, 2))

@@ -188,3 +188,16 @@ def test_init_from_takes_another_runs_best_parameters(data_dir, tmp_path):
   for k, v in src.meta["params"].items():
     np.testing.assert_array_equal(np.asarray(dst.meta["params"][k]), np.asarray(v))
   assert not np.allclose(np.asarray(src.meta["params"]["head/w"]), np.eye(384))  # it trained
+
+
+def test_hybrid_scorer_with_hard_negative_episodes_trains_its_mix(data_dir, tmp_path):
+  """The BM25 term and hard-negative episodes through the real trainer: the mix weights are
+  meta-learned (they move), and the run is deterministic like every other."""
+  cfg = dict(**{"scorer.lexical": True, "episodes.hard_fraction": 0.5})
+  out = train.train(small_config(data_dir, **cfg), tmp_path / "h")
+  assert out["step"] == 6
+  params = _final_state(tmp_path / "h").meta["params"]
+  assert float(params["mix/lex"]) != pytest.approx(0.2, abs=1e-6)
+  assert float(params["mix/dense"]) != pytest.approx(1.0, abs=1e-6)
+  train.train(small_config(data_dir, **cfg), tmp_path / "h2")
+  assert _metric_rows(tmp_path / "h") == _metric_rows(tmp_path / "h2")

@@ -12,6 +12,7 @@ and, by ``arg``, the episodic baselines and SFT. Run with:
   head on frozen sentence embeddings (``n_top=0``; the CPU default, cached once);
 - ``hybrid``: the hybrid scorer, dense cosine + a BM25 term (``mta_jax.lexical``) mixed by
   meta-learned weights (``scorer.lexical``);
+- ``hard``: hard-negative training episodes (``episodes.hard_fraction`` 0.5);
 - ``demo``: the `make demo` budget (minutes on a 2-core CPU);
 - ``smoke``: a few tiny steps (tests).
 
@@ -26,9 +27,9 @@ from mta_jax import algorithms
 def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
   tokens = [t for t in (arg or "sd").split(",") if t]
   ALGORITHMS = algorithms.names()  # pylint: disable=invalid-name  # read now: rows may be added
-  unknown = [t for t in tokens if t not in ALGORITHMS + ("sd", "cd", "top", "hybrid", "demo", "smoke")]
+  unknown = [t for t in tokens if t not in ALGORITHMS + ("sd", "cd", "top", "hybrid", "hard", "demo", "smoke")]
   if unknown:
-    raise ValueError(f"mta.py: unknown config arg token(s) {unknown}; known: sd, cd, top, hybrid, demo, "
+    raise ValueError(f"mta.py: unknown config arg token(s) {unknown}; known: sd, cd, top, hybrid, hard, demo, "
                      f"smoke, {', '.join(ALGORITHMS)}")
   algo = next((t for t in tokens if t in ALGORITHMS), "maml")
 
@@ -56,7 +57,10 @@ def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
   # Training episodes: 5 candidates, adapted on their documentation views (the paper's 0-shot
   # setting), outer loss on 5 queries a tool.
   c.episodes = ml_collections.ConfigDict(dict(
-      n_way=5, k_shot=0, q_query=5, n_views=4, mode="cd" if "cd" in tokens else "sd", batch=16))
+      n_way=5, k_shot=0, q_query=5, n_views=4, mode="cd" if "cd" in tokens else "sd", batch=16,
+      # hard negatives (token ``hard``): this share of the episodes are a tool and its 4 nearest
+      # training tools by documentation similarity, like the hard 5-way test tasks
+      hard_fraction=0.5 if "hard" in tokens else 0.0))
   c.features = ml_collections.ConfigDict(dict(q_len=48, d_len=128, n_views=4))
   c.sft = ml_collections.ConfigDict(dict(batch=64))
   # Data parallel: "all" local devices (every process's under jax.distributed) or N; the batch
