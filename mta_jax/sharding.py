@@ -271,6 +271,16 @@ def local_copy(tree):
   return jax.tree.map(one, tree)
 
 
+def max_over_processes(n: int) -> int:
+  """The largest of every process's ``n`` (``n`` itself on one process); every process calls it
+  at the same point (it is a collective), e.g. the prompt width of an LLM batch whose rows the
+  processes build apart (``mta_jax.llm.batches``)."""
+  if jax.process_count() == 1:
+    return int(n)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return int(np.max(multihost_utils.process_allgather(np.asarray(n, np.int32))))
+
+
 def sync(name: str) -> None:
   """A barrier of every process (no-op on one)."""
   if jax.process_count() > 1:

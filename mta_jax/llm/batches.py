@@ -8,11 +8,18 @@
 Both are packed (``pack``) into fixed-width arrays; the loss (``mta_jax.llm.learner``) is the
 answer tokens' negative log-likelihood. Training itself is ``mta_jax.train`` (``config.learner =
 "llm"``, set up by ``mta_jax.llm.trainer``).
+
+A part of a batch (``take``: a slice of SFT's rows or of the episodes) makes every random draw
+of the whole batch (cheap index arrays: the stream stays the whole batch's) but tokenizes and
+packs only its own rows. The one thing its rows share with the others is the prompt width, the
+bucket of the whole batch's longest example: ``longest`` maps the part's longest to the whole
+batch's (a process of a multi-process run passes ``sharding.max_over_processes``), so the parts
+of P processes, concatenated, are the whole batch bit for bit.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -47,17 +54,28 @@ def pack(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, batch: int |
   return {"ids": ids, "prompt_len": plen, "ans_len": alen, "w": w}
 
 
+Longest = Callable[[int], int]  # a part's longest example (tokens) -> the whole batch's
+
+
+def _width(pairs, longest: Longest | None) -> int:
+  """The prompt width of a batch (part): the bucket of the whole batch's longest example."""
+  n = max(len(p) + len(a) for p, a in pairs)
+  return bucket_for(int(longest(n)) if longest is not None else n, PROMPT_BUCKETS)
+
+
 def sft_batch(rng: np.random.Generator, model: LanguageModel, ds: ToolDataset, rows: np.ndarray,
-              pool: np.ndarray, n_way: int, batch_size: int, pcfg: select.PromptConfig) -> dict:
-  """A random batch of SFT examples over the ``pool`` tools (SD or CD distractors at random)."""
+              pool: np.ndarray, n_way: int, batch_size: int, pcfg: select.PromptConfig,
+              take: slice = slice(None), longest: Longest | None = None) -> dict:
+  """A random batch of SFT examples over the ``pool`` tools (SD or CD distractors at random);
+  with ``take``, only those of its rows (``longest``: see the module's docstring)."""
   picked = rng.choice(rows, size=batch_size, replace=len(rows) < batch_size)
   mode = "sd" if rng.random() < 0.5 else "cd"
   cands, labels = run_eval.candidate_sets(rng, ds, picked, mode, n_way, pool_tools=pool)
   pairs = []
-  for r, c, y in zip(picked, cands, labels):
+  for r, c, y in zip(picked[take], cands[take], labels[take]):
     prompt, answers = select.episode_tokens(model, ds, r, c, pcfg)
     pairs.append((prompt, answers[y]))
-  return pack(pairs, model.tokenizer.pad_id)
+  return pack(pairs, model.tokenizer.pad_id, length=_width(pairs, longest))
 
 
 def answer_width(model: LanguageModel, ds: ToolDataset, tools) -> int:
@@ -79,18 +97,19 @@ def episode_pairs(model, ds, pcfg, tools, rows, labels):
 
 def episode_batch(rng, model: LanguageModel, ds: ToolDataset, pool: episodes.ToolPool,
                   pool_tools: np.ndarray, spec: episodes.EpisodeSpec, meta_batch: int,
-                  pcfg: select.PromptConfig, max_answer: int) -> dict:
-  """A meta-batch as packed arrays {"support", "query"} of shape (E, S, T)."""
+                  pcfg: select.PromptConfig, max_answer: int, take: slice = slice(None),
+                  longest: Longest | None = None) -> dict:
+  """A meta-batch as packed arrays {"support", "query"} of shape (E, S, T); with ``take``, only
+  those of its episodes (``longest``: see the module's docstring)."""
   idx = episodes.sample_episodes(rng, pool, spec, meta_batch)
   streams = {name: [] for name in ("support", "query")}
-  for e in range(meta_batch):
+  for e in range(meta_batch)[take]:
     tools = pool_tools[idx["tool_ids"][e]]
     for name in streams:
       s = idx[name]
       pairs = episode_pairs(model, ds, pcfg, tools, s["idx"][e], s["y"][e])
       streams[name].append((pairs, s["w"][e]))
-  every = [p for name in streams for pairs, _ in streams[name] for p in pairs]
-  t = bucket_for(max(len(p) + len(a) for p, a in every), PROMPT_BUCKETS)
+  t = _width([p for name in streams for pairs, _ in streams[name] for p in pairs], longest)
   out = {}
   for name, per_ep in streams.items():
     packed = [pack(pairs, model.tokenizer.pad_id, length=t, max_answer=max_answer)

@@ -6,6 +6,9 @@ LoRA SFT is the ``sft`` algorithm and MTA-LoRA any episodic algorithm of
 checkpoints, bit-exact resume, SIGTERM save, non-finite stop, metric logs and progress bar.
 
 Data of step ``s`` comes from ``numpy.random.default_rng((seed, s))`` like the encoder rows'.
+Under ``jax.distributed`` each process builds only its own rows of it (``Setup.sample_rows``:
+its episodes, or its SFT prompts); the processes agree on the prompt width (one all-gather of an
+integer a step), so the global batch is the single-process one bit for bit.
 Validation (which picks the best checkpoint) is the share of greedy-safe gold answers
 (``Learner.loss``'s accuracy) on fixed batches over the validation tools, after the algorithm's
 adaptation for episodic algorithms.
@@ -20,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mta_jax import algorithms, bilevel, episodes, run_config
+from mta_jax import algorithms, bilevel, episodes, run_config, sharding
 from mta_jax.llm import batches, lora, select
 from mta_jax.llm.learner import llm_learner
 from mta_jax.llm.lm import LanguageModel
@@ -70,9 +73,9 @@ def setup(config, workdir: pathlib.Path):
       raise run_config.ConfigError(f"config.{e} (the {pool.n_tools} training tools of "
                                    f"{ds.name})") from None
 
-    def sample(rng):
+    def sample_rows(rng, part: slice = slice(None), longest=None):  # the episodes ``part``
       return batches.episode_batch(rng, model, ds, pool, train_tools, spec, m.meta_batch, pcfg,
-                                   max_answer)
+                                   max_answer, take=part, longest=longest)
 
     # Validation episodes draw from the validation tools across domains (2 a domain).
     val_spec = episodes.EpisodeSpec(n_way=min(m.n_way, val_pool.n_tools), k_shot=m.k_shot,
@@ -88,8 +91,9 @@ def setup(config, workdir: pathlib.Path):
                                    "train-split tools for LoRA SFT")
     s = config.sft
 
-    def sample(rng):
-      batch = batches.sft_batch(rng, model, ds, rows, train_tools, s.n_way, s.batch_size, pcfg)
+    def sample_rows(rng, part: slice = slice(None), longest=None):  # the query rows ``part``
+      batch = batches.sft_batch(rng, model, ds, rows, train_tools, s.n_way, s.batch_size, pcfg,
+                                take=part, longest=longest)
       return {"query": jax.tree.map(lambda x: x[None], batch)}
 
     val_rows = np.array([r for r in ds.query_indices("validation")
@@ -107,4 +111,11 @@ def setup(config, workdir: pathlib.Path):
   def validate_state(state) -> float:
     return float(val_fn(bilevel.full_meta(state, learner.constants), val_batch))
 
-  return train.Setup(learner, meta_cfg, optimizer, sample, validate_state, steps)
+  def sample(rng):
+    return sample_rows(rng)
+
+  def process_sample_rows(rng, part: slice):  # every process calls it at the same step
+    return sample_rows(rng, part, longest=sharding.max_over_processes)
+
+  return train.Setup(learner, meta_cfg, optimizer, sample, validate_state, steps,
+                     process_sample_rows)
