@@ -93,15 +93,16 @@ tune-hybrid: venv
 # make ablation: issue 18's levers on and off, 3 training seeds, the same evaluation for every row
 # (MTA-Tools SD/CD/hard 5-way/full pool, ToolAlpaca, APIBench; 0-shot). Rows: dense and hybrid
 # scorer for SFT and MTA, hybrid ProtoNet, MTA with the mix adapted, MTA with hard-negative
-# episodes; baselines BM25, Base, Hybrid
+# episodes, SFT and MTA trained on MTA-Tools + MetaTool training tools; baselines BM25, Base, Hybrid
 # zero-shot. Table -> workdirs/ablation/ABLATION.md; raw results -> results/ablation/.
 ABL_DIR := workdirs/ablation
 ABL_SEEDS := 0 1 2
-ABL_ROWS := sft mta_sd sft_hybrid mta_hybrid protonet_hybrid mta_hybrid_mix mta_hybrid_hard
+ABL_ROWS := sft mta_sd sft_hybrid mta_hybrid protonet_hybrid mta_hybrid_mix mta_hybrid_hard \
+  mta_hybrid_union sft_hybrid_union
 ABL_EVAL := --datasets=mta_tools,toolalpaca,apibench --modes=sd,cd,hard5 --shots=0shot
 .PHONY: ablation
 ablation: venv
-	for d in mta_tools toolalpaca apibench; do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || exit 1; done
+	for d in mta_tools metatool toolalpaca apibench; do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || exit 1; done
 	for b in bm25 base hybrid; do test -f $(ABL_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(ABL_DIR)/$$b --data_dir=$(TFDS_DIR) $(ABL_EVAL) || exit 1; done
 	for s in $(ABL_SEEDS); do for r in $(ABL_ROWS); do wd=$(ABL_DIR)/$${r}_s$$s; echo "== $$r seed $$s -> $$wd"; \
 	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/$$r.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) || exit 1; \

@@ -46,6 +46,7 @@ class Tool:
   parameters: dict
   group: str
   split: str
+  source: str = ""  # the dataset it comes from, in a union of datasets (``union``)
 
   def document(self) -> str:
     """The tool's main document: name, description, parameters (what a model reads)."""
@@ -119,6 +120,32 @@ class ToolDataset:
         doc=main_doc[list(tools)], group=[self.group_ids[self.tools[t].group] for t in tools],
         queries_by_tool=[np.array(by_tool[int(t)], np.int32) for t in tools],
         views_by_tool=[view_rows[t] for t in tools])
+
+
+def union(parts: Sequence[ToolDataset]) -> ToolDataset:
+  """Several datasets as one, to meta-train on all their training tools (more task diversity).
+
+  Tools and queries are concatenated with their indices offset; each tool keeps its split, its
+  ``source`` names its dataset (the lexical feature uses each dataset's own BM25 corpus), and
+  its group is prefixed by the dataset (``mta_tools:App``), so same-domain episodes never mix
+  datasets; a dataset without domains (every group one tool: MetaTool) is one group
+  (``metatool``), so its episodes draw from all its tools. The name is the parts' names joined
+  by ``+``. A tool name in two parts is an error (``DatasetFormatError``): the datasets must not
+  share tools.
+  """
+  tools, queries, seen = [], [], {}
+  for ds in parts:
+    offset = len(tools)
+    no_domains = len({t.group for t in ds.tools}) == len(ds.tools)
+    for t in ds.tools:
+      if t.name in seen:
+        raise DatasetFormatError(f"union of datasets: tool {t.name!r} is in both {seen[t.name]} "
+                                 f"and {ds.name}; the datasets must not share tools")
+      seen[t.name] = ds.name
+      group = ds.name if no_domains else f"{ds.name}:{t.group}"
+      tools.append(dataclasses.replace(t, index=offset + t.index, group=group, source=ds.name))
+    queries += [dataclasses.replace(q, tool=offset + q.tool) for q in ds.queries]
+  return ToolDataset("+".join(ds.name for ds in parts), tools, queries)
 
 
 def _text(v) -> str:

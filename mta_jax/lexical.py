@@ -43,10 +43,22 @@ def features(texts: Sequence[str], tool_documents: Sequence[str]) -> np.ndarray:
   return normalise(bm25.BM25(tool_documents).score_matrix(list(texts)))
 
 
+def _blocks(texts: Sequence[str], tool_documents: Sequence[str], sources) -> np.ndarray:
+  """``features`` with one corpus per source: the columns of each source's tools are that
+  corpus's normalised scores (a union of datasets keeps each dataset's own statistics)."""
+  sources = np.asarray(sources if sources is not None else [""] * len(tool_documents))
+  out = np.zeros((len(texts), len(tool_documents)), np.float32)
+  for s in dict.fromkeys(sources.tolist()):
+    cols = np.flatnonzero(sources == s)
+    out[:, cols] = features(texts, [tool_documents[c] for c in cols])
+  return out
+
+
 def arrays(query_texts: Sequence[str], doc_texts: Sequence[str],
            tool_documents: Sequence[str], main_doc: np.ndarray,
-           view_rows: Sequence[np.ndarray]) -> dict:
-  """The arrays ``episodes.gather`` reads for the lexical feature.
+           view_rows: Sequence[np.ndarray], sources: Sequence[str] | None = None) -> dict:
+  """The arrays ``episodes.gather`` reads for the lexical feature (``sources``: each tool's
+  dataset in a union of datasets, each with its own corpus; None: one corpus).
 
   - ``q_lex`` (n_queries, n_tools): every query against every tool;
   - ``d_lex`` (n_docs, n_tools): every document text (main documents and views, the rows of the
@@ -58,18 +70,16 @@ def arrays(query_texts: Sequence[str], doc_texts: Sequence[str],
   if len(main_doc) != n_tools or len(view_rows) != n_tools:
     raise ValueError(f"lexical.arrays: {n_tools} tool documents but {len(main_doc)} main rows "
                      f"and {len(view_rows)} view lists")
-  index = bm25.BM25(tool_documents)
   doc_col = np.zeros(len(doc_texts), np.int32)
   for t in range(n_tools):
     doc_col[main_doc[t]] = t
     doc_col[np.asarray(view_rows[t], np.int64)] = t
-  return {"q_lex": normalise(index.score_matrix(list(query_texts))),
-          "d_lex": normalise(index.score_matrix(list(doc_texts))),
-          "doc_col": doc_col}
+  return {"q_lex": _blocks(query_texts, tool_documents, sources),
+          "d_lex": _blocks(doc_texts, tool_documents, sources), "doc_col": doc_col}
 
 
 def for_dataset(ds, n_views: int) -> dict:
   """``arrays`` for a ``ToolDataset`` with the document layout of ``ds.documents(n_views)``."""
   doc_texts, main_doc, view_rows = ds.documents(n_views)
   return arrays([q.text for q in ds.queries], doc_texts, [t.document() for t in ds.tools],
-                main_doc, view_rows)
+                main_doc, view_rows, [t.source for t in ds.tools])

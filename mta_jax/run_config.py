@@ -62,7 +62,7 @@ _BOUNDS.update({"episodes.n_way": (">=", 2), "eval.n_way": (">=", 2),
 # Tables are read when a config is checked (a row registered later is a valid choice).
 _CHOICES = {"meta.algorithm": algorithms.names, "scorer.backbone": lambda: tuple(BACKBONES),
             "meta.learn_inner_lr": bilevel.LR_MODES,
-            "dataset": data.KNOWN, "episodes.mode": ("sd", "cd"), "eval.mode": ("sd", "cd")}
+            "episodes.mode": ("sd", "cd"), "eval.mode": ("sd", "cd")}
 
 
 def _at(config, key: str):
@@ -87,6 +87,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value not in options:
       raise ConfigError(f"config.{key} must be one of {', '.join(options)}, got {value!r}"
                         f"{did_you_mean(value, options)}")
+  for part in str(config.dataset).split("+"):  # one dataset, or a union "a+b" to train on
+    if part not in data.KNOWN:
+      raise ConfigError(f"config.dataset must be one of {', '.join(data.KNOWN)} or several "
+                        f"joined by '+', got {config.dataset!r}{did_you_mean(part, data.KNOWN)}")
   for key, (op, bound) in _BOUNDS.items():
     value = _at(config, key)
     if not (value > bound if op == ">" else value >= bound):
@@ -172,7 +176,10 @@ def optim_config(config) -> bilevel.OptimConfig:
 
 
 def load_dataset(name: str, data_dir: str) -> data.ToolDataset:
-  """A TFDS data dir (``data.load``) or, for MTA-Tools, a folder of its JSONL (no build step)."""
+  """A TFDS data dir (``data.load``) or, for MTA-Tools, a folder of its JSONL (no build step);
+  ``a+b``: the union of datasets ``a`` and ``b`` (``data.union``), for training on both."""
+  if "+" in name:
+    return data.union([load_dataset(part, data_dir) for part in name.split("+")])
   if name == "mta_tools" and (pathlib.Path(data_dir) / "tools.jsonl").exists():
     return data.from_jsonl(data_dir)
   return data.load(name, data_dir)

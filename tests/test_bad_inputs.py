@@ -190,7 +190,11 @@ def _config(arg="sd", **overrides):
     ("sd", "eval.mode", "cdd", "config.eval.mode must be one of sd, cd, got 'cdd' (did you "
      "mean 'cd'?)"),
     ("sd", "dataset", "mta_tool", "config.dataset must be one of mta_tools, metatool, "
-     "api_bank, toolalpaca, apibench, got 'mta_tool' (did you mean 'mta_tools'?)"),
+     "api_bank, toolalpaca, apibench or several joined by '+', got 'mta_tool' (did you mean "
+     "'mta_tools'?)"),
+    ("sd", "dataset", "mta_tools+metatol", "config.dataset must be one of mta_tools, "
+     "metatool, api_bank, toolalpaca, apibench or several joined by '+', got "
+     "'mta_tools+metatol' (did you mean 'metatool'?)"),
     ("sd", "init_from", "/nonexistent/run", "config.init_from='/nonexistent/run' is not a "
      "folder"),
 ], ids=lambda x: str(x) if not isinstance(x, str) or len(x) < 25 else None)

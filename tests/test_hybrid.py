@@ -160,3 +160,12 @@ def test_hybrid_meta_gradient_matches_finite_differences(adapt):
                                                           jax.tree.leaves(d))))
       numeric = float(_fd(f, meta, d))
       assert abs(analytic - numeric) <= 1e-6 * max(abs(numeric), 1e-3), (analytic, numeric)
+
+
+def test_a_union_of_datasets_scores_each_part_against_its_own_corpus():
+  sources = ["a", "a", "b", "b"]
+  arr = lexical.arrays(QUERIES, DOCS, DOCS, np.arange(4), [np.array([], np.int64)] * 4, sources)
+  np.testing.assert_allclose(arr["q_lex"][:, :2], lexical.features(QUERIES, DOCS[:2]))
+  np.testing.assert_allclose(arr["q_lex"][:, 2:], lexical.features(QUERIES, DOCS[2:]))
+  one = lexical.arrays(QUERIES, DOCS, DOCS, np.arange(4), [np.array([], np.int64)] * 4)
+  np.testing.assert_allclose(one["q_lex"], lexical.features(QUERIES, DOCS))
