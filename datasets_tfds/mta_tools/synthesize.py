@@ -204,6 +204,9 @@ def load_paraphrase(version: str) -> dict:
 _DOUBLED_WORD = re.compile(r"\b([A-Za-z]{2,}) \1\b", re.IGNORECASE)
 _CONSONANT_SOUND = ("one", "once", "uni", "use", "usu", "uti", "ubi", "eu", "ur", "ufo")
 _VOWEL_SOUND = ("hour", "honest", "heir")
+# Numbers said with a vowel sound: eight..., eighty..., eight hundred..., eleven, eighteen
+# (also as thousands: "18,000" is eighteen thousand); "180" and "1,100" start with "one".
+_VOWEL_NUMBER = re.compile(r"8|1[18](?![\d])|1[18],\d{3}(?![\d])")
 
 
 def fix_articles(text: str) -> str:
@@ -222,7 +225,13 @@ def fix_articles(text: str) -> str:
     want = want.capitalize() if art[0].isupper() else want
     return f"{want} {word}"
   text = re.sub(r"(?:(?<=^)|(?<=[\s(\"']))(a|an) ([A-Za-z][\w'-]*)", sub, text)
-  return re.sub(r"(?:(?<=^)|(?<=[.!?:] ))(A|An) ([A-Za-z][\w'-]*)", sub, text)
+  text = re.sub(r"(?:(?<=^)|(?<=[.!?:] ))(A|An) ([A-Za-z][\w'-]*)", sub, text)
+  # A number read with a vowel sound ("an 18 percent tip", "an 8-hour shift", "an 11:30 slot").
+  return re.sub(r"(?:(?<=^)|(?<=[\s(\"']))(a|an|A|An) (\d[\d.,:]*)",
+                lambda m: (("an" if _VOWEL_NUMBER.match(m.group(2)) else "a")
+                           if m.group(1).islower() else
+                           ("An" if _VOWEL_NUMBER.match(m.group(2)) else "A")) + " " + m.group(2),
+                text)
 
 
 def _match_case(old: str, new: str) -> str:
