@@ -2,7 +2,8 @@ r"""Rank tools for each query: the command-line face of ``mta_jax.ToolSelector``
 
     python experiments/select_tools.py --tools=examples/toolbox/tools.json \
         --queries=examples/toolbox/queries.jsonl --output=/tmp/preds.jsonl \
-        [--checkpoint=WORKDIR] [--support=examples/toolbox/support.jsonl] [--top_k=5]
+        [--checkpoint=WORKDIR] [--support=examples/toolbox/support.jsonl] [--top_k=5] \
+        [--lexical=false]
     python experiments/select_tools.py --queries=examples/agent_requests/requests.jsonl \
         --output=/tmp/preds.jsonl            # every line brings its own tools
 
@@ -20,7 +21,12 @@ A stable contract:
 - ``--output``: JSONL, ``{"id": ..., "ranking": [{"name": ..., "score": ...}, ...]}`` per query,
   in input order, written to a temporary file and renamed, so an existing file is replaced only
   by a complete one;
-- without ``--checkpoint``, the pretrained zero-shot encoder ranks the tools;
+- without ``--checkpoint``, the pretrained zero-shot hybrid ranks the tools: the encoder's
+  cosine plus 0.2 times the query's BM25 score against each tool document, divided by its best
+  over the toolbox (``ToolSelector.pretrained``; better than the encoder alone on MTA-Tools'
+  validation tools); ``--lexical=false`` (or ``--nolexical``) ranks by the encoder's cosine
+  alone. A checkpoint ranks with the scorer it was trained with (``scorer.lexical``), so
+  ``--lexical`` with ``--checkpoint`` is an error;
 - ``--cache_dir``: tool embeddings (and large toolboxes' documentation-only adaptation) are kept
   there; a second run over the same tools skips the encoder for them (``none``: no cache).
 
@@ -63,6 +69,9 @@ flags.DEFINE_bool("strict", False, "Texts the encoder's vocabulary does not cove
                   "[UNK] or single-character pieces) are an error, not a warning.")
 flags.DEFINE_string("cache_dir", "", "Disk cache of tool embeddings; default: the per-user "
                     "cache folder ($MTA_JAX_CACHE or ~/.cache/mta_jax); 'none': no cache.")
+flags.DEFINE_bool("lexical", True, "Without --checkpoint: add the BM25 term to the encoder's "
+                  "cosine (the zero-shot hybrid, default); false: the encoder alone. Not with "
+                  "--checkpoint (it keeps the scorer it was trained with).")
 flags.mark_flags_as_required(["queries", "output"])
 
 
@@ -96,13 +105,19 @@ def text_stats(tokenizer, tools, tools_path, queries, queries_path, pool="mean")
 
 def select(tools_path, queries_path, output_path, checkpoint=None, support_path=None,
            top_k=5, which="best", progress_from=256, query_from="last_user", strict=False,
-           cache_dir="") -> str:
-  """Reads, validates, ranks and writes; returns the summary line. Raises on bad input."""
+           cache_dir="", lexical=None) -> str:
+  """Reads, validates, ranks and writes; returns the summary line. Raises on bad input.
+
+  ``lexical``: the pretrained selector's BM25 term (None: the default, the hybrid); given with
+  ``checkpoint`` it is an ``InputError``."""
   from mta_jax import toolspec, windowing  # pylint: disable=import-outside-toplevel
   from mta_jax.models import tokenizer as tok_lib, weights  # pylint: disable=import-outside-toplevel
   from mta_jax.selector import ToolSelector  # pylint: disable=import-outside-toplevel
   t0 = time.perf_counter()
   # Every input is validated before the model loads: bad input fails in a second.
+  if checkpoint and lexical is not None:
+    raise toolspec.InputError("--lexical applies to the pretrained selector only: a checkpoint "
+                              "ranks with the scorer it was trained with (its scorer.lexical)")
   tools = toolspec.read_tools(tools_path) if tools_path else None
   names = None if tools is None else [t.name for t in tools]
   queries = toolspec.read_queries(queries_path, names, query_from)
@@ -123,7 +138,7 @@ def select(tools_path, queries_path, output_path, checkpoint=None, support_path=
   if checkpoint:
     selector = ToolSelector.load(checkpoint, which=which)
   else:
-    selector = ToolSelector.pretrained()
+    selector = ToolSelector.pretrained(lexical=lexical is not False)
   if cache_dir.lower() != "none":
     selector.use_cache(cache_dir)
   selector.remember_texts(*measured)
@@ -144,7 +159,8 @@ def select(tools_path, queries_path, output_path, checkpoint=None, support_path=
           for q, r in zip(queries, ranked))
   toolspec.write_jsonl_atomic(output_path, rows)
   secs = time.perf_counter() - t0
-  model = f"checkpoint {checkpoint}" if checkpoint else "zero-shot encoder"
+  model = (f"checkpoint {checkpoint}" if checkpoint else
+           "zero-shot encoder + BM25" if selector.scorer.cfg.lexical else "zero-shot encoder")
   if not own:
     where = f"{len(tools)} tools"
   else:
@@ -193,7 +209,8 @@ def main(argv):
   try:
     summary = select(FLAGS.tools, FLAGS.queries, FLAGS.output, FLAGS.checkpoint, FLAGS.support,
                      FLAGS.top_k, FLAGS.which, FLAGS.progress_from, FLAGS.query_from,
-                     FLAGS.strict, FLAGS.cache_dir)
+                     FLAGS.strict, FLAGS.cache_dir,
+                     FLAGS.lexical if FLAGS["lexical"].present else None)
   except errors as e:
     sys.exit(f"error: {e}")
   print(summary, flush=True)

@@ -2,6 +2,11 @@ r"""An MCP server (stdio) that tells an agent which of its tools fit a request.
 
     python experiments/serve_mcp.py [--tools=examples/toolbox/tools.json] \
         [--checkpoint=WORKDIR] [--top_k=5] [--query_from=last_user] [--strict] [--cache_dir=DIR]
+        [--lexical=false]
+
+Without ``--checkpoint`` the server ranks with the pretrained zero-shot hybrid (the encoder's
+cosine plus the BM25 term, ``ToolSelector.pretrained``); ``--lexical=false`` with the encoder
+alone. A checkpoint keeps the scorer it was trained with (``--lexical`` with it is an error).
 
 Built on the official MCP Python SDK (``mcp``, pinned in requirements.txt). Two MCP tools:
 - ``rank_tools(query | messages, top_k?, tools?, candidates?, query_from?)``: the ranking
@@ -38,6 +43,9 @@ flags.DEFINE_enum("query_from", "last_user", QUERY_FROM, "Default for chat reque
 flags.DEFINE_bool("strict", False, "Texts outside the encoder's vocabulary are an error.")
 flags.DEFINE_string("cache_dir", "", "Disk cache of tool embeddings; default: the per-user "
                     "cache folder; 'none': no cache.")
+flags.DEFINE_bool("lexical", True, "Without --checkpoint: add the BM25 term to the encoder's "
+                  "cosine (the zero-shot hybrid, default); false: the encoder alone. Not with "
+                  "--checkpoint (it keeps the scorer it was trained with).")
 
 
 class Service:
@@ -140,9 +148,12 @@ def main(argv):
     from mta_jax import checkpointing  # pylint: disable=import-outside-toplevel
     errors += (checkpointing.CheckpointError,)
   try:
+    if FLAGS.checkpoint and FLAGS["lexical"].present:
+      raise toolspec.InputError("--lexical applies to the pretrained selector only: a checkpoint "
+                                "ranks with the scorer it was trained with (its scorer.lexical)")
     tools = toolspec.read_tools(FLAGS.tools) if FLAGS.tools else None  # before the model loads
     selector = (ToolSelector.load(FLAGS.checkpoint, which=FLAGS.which) if FLAGS.checkpoint
-                else ToolSelector.pretrained())
+                else ToolSelector.pretrained(lexical=FLAGS.lexical))
     if FLAGS.cache_dir.lower() != "none":
       selector.use_cache(FLAGS.cache_dir)
     service = Service(selector, FLAGS.top_k, FLAGS.query_from, FLAGS.strict)

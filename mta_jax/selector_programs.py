@@ -53,15 +53,21 @@ def hidden_program(encoder: TextEncoder, n_lower: int):
 
 
 def score_program(encoder: TextEncoder, scorer: Scorer):
-  """jit ``(encoder params, params, ids (B, L), mask, tools (Tp, H)) -> (B, Tp) cosines``."""
+  """jit ``(encoder params, params, ids (B, L), mask, tools (Tp, H), lex) -> (B, Tp) scores``:
+  cosines (dense scorer, ``lex`` None), or for the hybrid scorer ``mix/dense * cos + mix/lex *
+  lex`` with ``lex`` (B, Tp) the queries' lexical feature (``Scorer.logits`` times the
+  temperature; the same numbers, without a division the ranking does not need)."""
   key = ("score", encoder.graphdef, scorer.cfg)
   if key not in _PROGRAMS:
     graphdef, n_lower = encoder.graphdef, scorer.n_lower
 
-    def score(enc_params, params, ids, mask, tool_mat):
+    def score(enc_params, params, ids, mask, tool_mat, lex=None):
       hidden = nnx.merge(graphdef, enc_params).lower(ids, mask, n_lower)
       q = scorer.query_repr(params, scorer.embed(params, hidden, mask))
-      return q @ tool_mat.T
+      cos = q @ tool_mat.T
+      if not scorer.cfg.lexical:
+        return cos
+      return params["mix/dense"] * cos + params["mix/lex"] * lex
 
     _PROGRAMS[key] = jax.jit(score)
   return _PROGRAMS[key]

@@ -1,7 +1,8 @@
 """Ranking with a tool list per query (``ToolSelector.rank(queries, tools=[...])``): a mixin of
 ``mta_jax.selector.ToolSelector``, split out to keep each module small. Queries are encoded once;
 each distinct list is a toolbox of the selector's cache (documents embedded once per distinct
-text, adapted once per distinct list); names may clash across lists, not inside one.
+text, adapted once per distinct list, and with the hybrid scorer its own BM25 corpus: a query's
+lexical feature is against its own list); names may clash across lists, not inside one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mta_jax import toolspec
-from mta_jax.selector_types import Choice, top_choices
+from mta_jax.selector_types import Choice, lexical_feature, mix_scores, top_choices
 
 InputError = toolspec.InputError
 
@@ -74,7 +75,10 @@ class PerQueryRanking:
       else:
         q = self._query_vectors(params, [ids[i] for i in rows],
                                 None if pooled is None else pooled[rows])
-      s = q @ np.asarray(tool_mat)[:len(box.names)].T
+      n_box = len(box.names)
+      lex = (None if box.lex_index is None else
+             lexical_feature(box.lex_index, [queries[r] for r in rows], n_box))
+      s = mix_scores(params, q @ np.asarray(tool_mat)[:n_box].T, lex)
       for r, row in zip(rows, s):
         out[r] = top_choices(row, box.names, cands[r], top_k)
     return out

@@ -4,9 +4,9 @@
 small): tokenised texts in length-sorted, bucketed batches through the frozen lower layers
 (``selector_programs.hidden_program``), long texts as overlapping windows pooled
 (``windowing``), sentence embeddings memoised in the process and on disk
-(``embedding_cache``), and query representations under adapted parameters. It reads the
-selector's ``encoder``, ``scorer``, ``cfg``, ``pooled``, ``_query``, ``_memo``, ``_disk`` and
-``_ns``.
+(``embedding_cache``), query representations under adapted parameters, and the checks that
+report long or foreign texts (``windowing.TextStats``). It reads the selector's ``encoder``,
+``scorer``, ``cfg``, ``pooled``, ``_query``, ``_memo``, ``_covered``, ``_disk`` and ``_ns``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,27 @@ from mta_jax.selector_programs import hidden_program, plan_batches
 
 class TextEncoding:
   """Texts to encoder outputs for ``ToolSelector`` (see the module docstring)."""
+
+  def remember_texts(self, texts: Sequence[str], measured: Sequence[tuple[int, float]]) -> None:
+    """Takes ``windowing.measure`` results a caller has already (the command line measures
+    every text before the model loads), so ``set_tools``/``rank`` do not tokenise them again."""
+    self._covered.update(zip(texts, measured))
+
+  def _check_texts(self, items: Sequence[tuple[str, str, bool]], strict: bool | None) -> None:
+    """``(label, text, windowed?)`` items: warns once per call (``TextWarning``) about texts
+    that are windowed, cut, or outside the vocabulary; raises ``InputError`` for the latter if
+    ``strict``. Each distinct text is measured once per process."""
+    tok = self.encoder.tokenizer
+    if len(self._covered) > 1_000_000:
+      self._covered.clear()
+    new = list(dict.fromkeys(t for _, t, _ in items if t not in self._covered))
+    if new:
+      self._covered.update(zip(new, windowing.measure(tok, tok.encode_full(new))))
+    stats = windowing.TextStats(tok, self.cfg.window_pool, self.cfg.coverage_threshold)
+    for label, text, windowed in items:
+      stats.record(label, *self._covered[text], windowed)
+    self.last_stats = stats
+    stats.emit(self.cfg.strict if strict is None else strict)
 
   def _run_hidden(self, ids: Sequence[Sequence[int]], n_lower: int):
     """Yields (rows, mask, output) of ``hidden_program`` over length-sorted, bucketed batches of

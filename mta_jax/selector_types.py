@@ -1,5 +1,6 @@
 """The selector's settings and small types: ``SelectorConfig``, ``Choice``, a cached ``Toolbox``,
-and the helpers ``ToolSelector`` and its mixins share."""
+and the helpers ``ToolSelector`` and its mixins share (including the hybrid scorer's lexical
+feature: ``lexical_index``, ``lexical_feature``, ``mix_scores``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import numpy as np
 
+from mta_jax import bm25
+from mta_jax import lexical
 from mta_jax import params as P
 from mta_jax import toolspec
 from mta_jax import windowing
@@ -59,7 +62,8 @@ class SelectorConfig:
 
 
 class Choice(NamedTuple):
-  """One ranked tool: its name and score (cosine similarity)."""
+  """One ranked tool: its name and score (the cosine similarity; with the hybrid scorer
+  ``mix/dense * cosine + mix/lex * lex``, see ``mix_scores``)."""
 
   name: str
   score: float
@@ -75,6 +79,9 @@ class Toolbox:
   view_texts: list[str]
   view_labels: list[int]
   docs_only: tuple[P.Params, jax.Array]  # adapted params, padded (Tp, H) tool matrix
+  # The hybrid scorer's BM25 index over the main documents (the corpus is the toolbox), built
+  # once with the toolbox; None for a dense scorer.
+  lex_index: bm25.BM25 | None = None
 
 
 def round_up(n: int, m: int) -> int:
@@ -106,3 +113,37 @@ def top_choices(row: np.ndarray, names: Sequence[str], idx, top_k) -> list[Choic
   s = row[idx]
   order = np.argsort(-s, kind="stable")[:top_k]
   return [Choice(names[idx[j]], float(s[j])) for j in order]
+
+
+# ---------------------------------------------------------------------------- hybrid scorer
+
+def lexical_index(scorer: Scorer, documents: Sequence[str]) -> bm25.BM25 | None:
+  """The BM25 index of a toolbox's main documents (``Tool.document()``, the text the encoder
+  reads, as ``data.Tool.document()`` in training) for a hybrid scorer (``cfg.lexical``); None
+  for a dense one. Built once per toolbox: idf and lengths depend on the whole toolbox."""
+  return bm25.BM25(list(documents)) if scorer.cfg.lexical else None
+
+
+def lexical_feature(index: bm25.BM25, texts: Sequence[str], n_cols: int,
+                    pad: str = "zeros") -> np.ndarray:
+  """(len(texts), n_cols) float32: ``lexical.features(texts, documents)`` of the index's
+  documents (each text's BM25 score divided by its best over the toolbox), then padded past the
+  toolbox to ``n_cols`` columns: ``"zeros"`` beside a tool matrix's zero rows, ``"copy"`` (of
+  column 0) beside document rows padded with copies of row 0 (``_lower``), so a padded class
+  is a copy of tool 0 for the lexical term too."""
+  feat = lexical.normalise(index.score_matrix(list(texts)))
+  out = np.zeros((len(texts), n_cols), np.float32)
+  out[:, :feat.shape[1]] = feat
+  if pad == "copy" and feat.shape[1]:
+    out[:, feat.shape[1]:] = feat[:, :1]
+  return out
+
+
+def mix_scores(params: P.Params, cos: np.ndarray, lex: np.ndarray | None) -> np.ndarray:
+  """The selector's score: the cosine (dense scorer: ``lex`` None), or the hybrid scorer's
+  ``mix/dense * cos + mix/lex * lex``: ``Scorer.logits`` times the temperature, so dense and
+  hybrid scores share a scale and ranks equal the logits' ranks."""
+  if lex is None:
+    return cos
+  return (np.float32(params["mix/dense"]) * cos + np.float32(params["mix/lex"]) * lex
+          ).astype(np.float32)

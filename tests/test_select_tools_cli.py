@@ -130,6 +130,16 @@ def test_missing_and_corrupt_checkpoints_exit_cleanly(tmp_path, text_encoder):
   _assert_failed_cleanly(proc, out, f"{run}/best")
 
 
+def test_lexical_with_a_checkpoint_is_an_error_before_the_model(tmp_path):
+  p = _toolbox(tmp_path)
+  out = tmp_path / "preds.jsonl"
+  out.write_text(PREVIOUS)
+  proc = _cli(f"--tools={p['tools.json']}", f"--queries={p['queries.jsonl']}", f"--output={out}",
+              f"--checkpoint={tmp_path / 'run'}", "--lexical=false")
+  _assert_failed_cleanly(proc, out, "--lexical applies to the pretrained selector only: a "
+                         "checkpoint ranks with the scorer it was trained with")
+
+
 def test_interrupted_write_keeps_the_previous_file(tmp_path):
   out = tmp_path / "preds.jsonl"
   out.write_text(PREVIOUS)
@@ -145,8 +155,10 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path):
   assert out.read_text() == '{"id": 2}\n'
 
 
-@pytest.mark.parametrize("use_checkpoint", [False, True], ids=["zero_shot", "checkpoint"])
-def test_cli_matches_the_library_on_the_example_toolbox(tmp_path, text_encoder, use_checkpoint):
+@pytest.mark.parametrize("use_checkpoint,lexical", [(False, None), (False, False), (True, None)],
+                         ids=["zero_shot_hybrid", "zero_shot_dense", "checkpoint"])
+def test_cli_matches_the_library_on_the_example_toolbox(tmp_path, text_encoder, use_checkpoint,
+                                                        lexical):
   out = tmp_path / "preds.jsonl"
   out.write_text(PREVIOUS)  # replaced by a complete new file
   args = [f"--tools={TOOLBOX / 'tools.json'}", f"--queries={TOOLBOX / 'queries.jsonl'}",
@@ -156,13 +168,17 @@ def test_cli_matches_the_library_on_the_example_toolbox(tmp_path, text_encoder, 
     write_checkpoint(tmp_path / "run", text_encoder)
     args.append(f"--checkpoint={tmp_path / 'run'}")
     selector = ToolSelector.load(str(tmp_path / "run"), encoder=text_encoder)
-  else:
-    selector = ToolSelector.pretrained(encoder=text_encoder)
+  else:  # the default is the hybrid; --lexical=false the dense encoder alone
+    if lexical is not None:
+      args.append(f"--lexical={str(lexical).lower()}")
+    selector = ToolSelector.pretrained(encoder=text_encoder, lexical=lexical is not False)
   proc = _cli(*args)
   assert proc.returncode == 0, proc.stderr
   summary = proc.stdout.strip().splitlines()[-1]
   assert summary.startswith("ranked 10 queries over 8 tools (8 support examples")
   assert summary.endswith(f" s -> {out}")
+  if not use_checkpoint:
+    assert ("zero-shot encoder + BM25)" in summary) == (lexical is not False), summary
   assert "rank" in proc.stderr  # the progress bar
 
   queries = [json.loads(l) for l in (TOOLBOX / "queries.jsonl").read_text().splitlines()]

@@ -74,7 +74,9 @@ def test_bad_tool_specs_name_the_tool(mutate, message):
 
 @pytest.fixture(scope="module")
 def zero_shot(text_encoder):
-  return ToolSelector.pretrained(encoder=text_encoder).set_tools(OPENAI)
+  """The dense zero-shot encoder (``lexical=False``; the default adds the BM25 term, see
+  ``test_selector_hybrid.py``)."""
+  return ToolSelector.pretrained(encoder=text_encoder, lexical=False).set_tools(OPENAI)
 
 
 def test_zero_shot_ranks_by_cosine_of_text_encoder_embeddings(zero_shot, text_encoder):
@@ -131,7 +133,8 @@ def test_rank_before_set_tools_is_an_error(text_encoder):
 
 
 def test_zero_shot_with_examples_uses_prototypes(text_encoder):
-  sel = ToolSelector.pretrained(encoder=text_encoder).set_tools(OPENAI, warmup=False)
+  sel = ToolSelector.pretrained(encoder=text_encoder, lexical=False).set_tools(OPENAI,
+                                                                               warmup=False)
   sel.adapt(SUPPORT)
   docs = text_encoder.embed([t.document() for t in toolspec.parse_tools(OPENAI)])
   ex = text_encoder.embed([s["query"] for s in SUPPORT])
@@ -249,10 +252,12 @@ def mta_config(arg="sd,smoke"):
   return module.get_config(arg)
 
 
-def write_checkpoint(workdir: pathlib.Path, encoder, seed=0) -> dict:
-  """A real best checkpoint (the trainer's layout and record) with a perturbed head."""
+def write_checkpoint(workdir: pathlib.Path, encoder, seed=0, arg="sd,smoke",
+                     set_params=None) -> dict:
+  """A real best checkpoint (the trainer's layout and record) of config ``mta.py:<arg>`` with a
+  perturbed head and the parameters of ``set_params`` ({name: value}) set."""
   from mta_jax import run_config  # pylint: disable=import-outside-toplevel
-  config = mta_config()
+  config = mta_config(arg)
   scfg, mcfg = run_config.model_configs(config)
   record = {"config": json.loads(config.to_json()), "train": {"best_val": 0.5}}
   scorer = Scorer(scfg, encoder.model)
@@ -260,6 +265,9 @@ def write_checkpoint(workdir: pathlib.Path, encoder, seed=0) -> dict:
       run_config.optim_config(config)), jax.random.key(seed))
   perturbed = _meta(scorer, mcfg, seed)["params"]["head/w"]
   state["meta"]["params"]["head/w"] = jax.numpy.asarray(perturbed)
+  for name, value in (set_params or {}).items():
+    assert name in state["meta"]["params"], name
+    state["meta"]["params"][name] = jax.numpy.asarray(value, jax.numpy.float32)
   ck = checkpointing.Checkpoints(workdir, keep=1, async_save=False)
   ck.save(2, state, record, best=True)
   ck.wait()

@@ -129,7 +129,11 @@ def test_chat_queries_rank_as_their_text_and_bad_messages_are_named(sel):
 
 # ---------------------------------------------------------------------------- long, foreign
 
-def test_long_text_is_windowed_not_cut_and_said(sel, text_encoder):
+def test_long_text_is_windowed_not_cut_and_said(text_encoder):
+  # The dense zero-shot: its scores are the cosines computed here (the hybrid adds the BM25
+  # term on top, the same for windowed texts: test_selector_hybrid.py).
+  sel = ToolSelector.pretrained(encoder=text_encoder, lexical=False).set_tools(OPENAI,
+                                                                               warmup=False)
   tok = text_encoder.tokenizer
   ids = tok.encode_full([LONG])[0]
   assert len(ids) > 2 * tok_lib.MAX_LENGTH
@@ -149,7 +153,8 @@ def test_long_text_is_windowed_not_cut_and_said(sel, text_encoder):
   # A long tool document: windowed too (pooled selector), its embedding is the windows' pool.
   tools = [dict(_plain(0), description=LONG), _plain(2)]
   with pytest.warns(windowing.TextWarning, match="tool #0 \\('get_weather_forecast'\\)"):
-    s = ToolSelector.pretrained(encoder=text_encoder).set_tools(tools, warmup=False)
+    s = ToolSelector.pretrained(encoder=text_encoder, lexical=False).set_tools(tools,
+                                                                                warmup=False)
   doc_ids = tok.encode_full([toolspec.parse_tools(tools)[0].document()])[0]
   dwins = tok_lib.windows(doc_ids, tok_lib.MAX_LENGTH, 64)
   b = tok.pad(dwins, tok_lib.MAX_LENGTH)

@@ -99,6 +99,15 @@ def test_a_bad_tools_file_stops_the_server_before_the_model(tmp_path):
                                                   "'description' (a non-empty string is required)")
 
 
+def test_lexical_with_a_checkpoint_stops_the_server_before_the_model(tmp_path):
+  proc = _run([ROOT / "experiments" / "serve_mcp.py", f"--checkpoint={tmp_path / 'run'}",
+               "--nolexical"], timeout=120)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "error: --lexical applies to the pretrained selector only: a checkpoint ranks with the "
+      "scorer it was trained with (its scorer.lexical)")
+
+
 def test_the_scripts_query_from_choices_are_the_librarys():
   """The scripts keep their flag choices import-free (``--help`` without JAX): the same tuple."""
   import ast  # pylint: disable=import-outside-toplevel
