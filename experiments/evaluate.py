@@ -51,6 +51,9 @@ _PER_QUERY = flags.DEFINE_list("per_query_shots", ["0shot"],
                                "--compare); empty: none.")
 _SWEEP = flags.DEFINE_list("sweep_inner_steps", ["0", "1", "3", "5", "10"],
                            "Inner steps for the accuracy-vs-steps curve (MTA-Tools SD 0-shot).")
+_MTA_VERSION = flags.DEFINE_string(
+    "mta_version", None, "MTA-Tools release to evaluate on (e.g. 1.1.0; default: the run's "
+    "config.dataset_version, '' = the builder's default 1.0.0).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "validation"],
                            "Tools to score: the unseen test tools (reported), or the validation "
                            "tools (for choosing settings; distractors may be train tools; "
@@ -79,6 +82,12 @@ def _model(bundle_or_none, kind: str = "base"):
   return scorer_cfg, baselines.NO_ADAPT, None, config
 
 
+def _mta_version(config) -> str:
+  """MTA-Tools' release to evaluate: --mta_version, else the run's config.dataset_version."""
+  return _MTA_VERSION.value if _MTA_VERSION.value is not None else config.get(
+      "dataset_version", "")
+
+
 def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   """All protocols on one dataset's unseen tools ({"skipped": why} if it is not built)."""
   import jax  # pylint: disable=import-outside-toplevel
@@ -86,7 +95,7 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   from mta_jax import baselines, data, features, hard_tasks, run_config, run_eval
   from mta_jax.scorer import Scorer  # pylint: disable=import-outside-toplevel
   try:
-    ds = run_config.load_dataset(name, data_dir)
+    ds = run_config.load_dataset(name, data_dir, _mta_version(model[3]))
   except data.DatasetNotFoundError as e:
     logging.warning("skipping %s: %s", name, e)
     return {"skipped": str(e)}
@@ -105,8 +114,10 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   if kind in ("random", "bm25"):
     _, main_doc, view_rows = ds.documents(spec.n_views)
     fn = run_eval.random_score_fn(0) if kind == "random" else run_eval.bm25_score_fn(ds)
-    return run_eval.evaluate(fn, ds, split, main_doc, view_rows, spec, adapts=False,
-                             progress=True, neighbours=neighbours)
+    out = run_eval.evaluate(fn, ds, split, main_doc, view_rows, spec, adapts=False,
+                            progress=True, neighbours=neighbours)
+    out["dataset_version"] = ds.version
+    return out
   fspec = features.FeatureSpec(n_lower=encoder.cfg.num_layers - scorer_cfg.n_top,
                                q_len=config["features"]["q_len"],
                                d_len=config["features"]["d_len"], n_views=spec.n_views)
@@ -126,6 +137,7 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
       sweep[str(n)] = run_eval.protocol(f, ds, split, "sd", 0, spec, cache.main_doc,
                                         cache.view_rows)["mean"]
     out["inner_steps_sweep"] = sweep
+  out["dataset_version"] = ds.version  # the release scored (report.py prints it)
   return out
 
 

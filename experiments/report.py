@@ -325,6 +325,9 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str],
         last = cmd.read_text().strip().splitlines()[-1].split("\t")
         train_cmd = f"`{last[-1]}` ({last[0]}; checkpoint of step {r['step']}), then "
       at = f", at {r['commit']}" if r.get("commit") else ""
+      versions = ", ".join(f"{d} {res['dataset_version']}" for d, res in r.get("results", {}).items()
+                           if isinstance(res, dict) and res.get("dataset_version"))
+      at += f"; data {versions}" if versions else ""
       lines.append(f"- **{name}**: {train_cmd}`{r['command']}` ({r['date']}{at}, "
                    f"{r['eval_seconds']} s)")
       resumed = set(r.get("resumed", []))

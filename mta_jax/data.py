@@ -85,6 +85,7 @@ class ToolDataset:
   name: str
   tools: list[Tool]
   queries: list[Query]
+  version: str = ""  # the release read (TFDS version, or metadata.json's), "" if unknown
 
   def __post_init__(self):
     self.tool_by_name = {t.name: t for t in self.tools}
@@ -164,6 +165,10 @@ def load(name: str, data_dir: str | pathlib.Path, version: str | None = None) ->
     raise DatasetNotFoundError(
         f"dataset {name!r} is not built in {root.absolute()}: build it with "
         f"`python -m datasets_tfds.build --data_dir={root} --datasets={name}` (or `make data`)")
+  if version and not (root / name / "tools" / version).exists():
+    raise DatasetNotFoundError(
+        f"dataset {name!r} version {version} is not built in {root.absolute()}: build it with "
+        f"`python -m datasets_tfds.build --data_dir={root} --datasets={name}:{version}`")
   at = f":{version}" if version else ""
   tools_src = tfds.data_source(f"{name}/tools{at}", data_dir=str(root))
   tools = []
@@ -182,7 +187,8 @@ def load(name: str, data_dir: str | pathlib.Path, version: str | None = None) ->
       queries.append(Query(_text(ex["id"]), _text(ex["query"]), int(ex["tool_index"]), split,
                            _text(ex["style"]), tuple(_text(c) for c in ex["candidates"]),
                            tuple(_text(c) for c in ex["tags"])))
-  return ToolDataset(name, tools, queries)
+  version = str(next(iter(tools_src.values())).dataset_info.version) if tools_src else ""
+  return ToolDataset(name, tools, queries, version)
 
 
 def _read_jsonl(path: pathlib.Path, fields: tuple[str, ...]) -> list[dict]:
@@ -222,9 +228,11 @@ def from_jsonl(data_dir: str | pathlib.Path) -> ToolDataset:
                                f"{q['tool_index']!r}, but tools.jsonl has {len(tools)} tools")
   # Parameters as the TFDS schema stores them (keys sorted, datasets_tfds/schema.py), so a tool's
   # document is the same text whichever way the dataset is loaded.
+  meta = root / "metadata.json"  # 1.1.0 and later name their version there; 1.0.0 has none
+  version = json.loads(meta.read_text("utf-8")).get("version", "") if meta.is_file() else ""
   return ToolDataset(
       "mta_tools",
       [Tool(t["index"], t["name"], t["description"],
             json.loads(json.dumps(t["parameters"], sort_keys=True)), t["domain"], t["split"])
        for t in tools],
-      [Query(q["id"], q["query"], q["tool_index"], q["split"], q["style"]) for q in qa])
+      [Query(q["id"], q["query"], q["tool_index"], q["split"], q["style"]) for q in qa], version)

@@ -91,6 +91,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if part not in data.KNOWN:
       raise ConfigError(f"config.dataset must be one of {', '.join(data.KNOWN)} or several "
                         f"joined by '+', got {config.dataset!r}{did_you_mean(part, data.KNOWN)}")
+  version = str(config.get("dataset_version", ""))
+  if version and not re.fullmatch(r"\d+\.\d+\.\d+", version):
+    raise ConfigError(f"config.dataset_version must be a release like '1.1.0' or '' (the "
+                      f"default release), got {version!r}")
   for key, (op, bound) in _BOUNDS.items():
     value = _at(config, key)
     if not (value > bound if op == ">" else value >= bound):
@@ -175,14 +179,21 @@ def optim_config(config) -> bilevel.OptimConfig:
   return bilevel.OptimConfig(total_steps=config.total_steps, **o)
 
 
-def load_dataset(name: str, data_dir: str) -> data.ToolDataset:
+def load_dataset(name: str, data_dir: str, mta_version: str | None = None) -> data.ToolDataset:
   """A TFDS data dir (``data.load``) or, for MTA-Tools, a folder of its JSONL (no build step);
-  ``a+b``: the union of datasets ``a`` and ``b`` (``data.union``), for training on both."""
+  ``a+b``: the union of datasets ``a`` and ``b`` (``data.union``), for training on both.
+  ``mta_version`` pins MTA-Tools' release (``config.dataset_version``, e.g. "1.1.0"; None or
+  "": the builder's default, 1.0.0); the external benchmarks have one version each."""
   if "+" in name:
-    return data.union([load_dataset(part, data_dir) for part in name.split("+")])
+    return data.union([load_dataset(part, data_dir, mta_version) for part in name.split("+")])
   if name == "mta_tools" and (pathlib.Path(data_dir) / "tools.jsonl").exists():
-    return data.from_jsonl(data_dir)
-  return data.load(name, data_dir)
+    ds = data.from_jsonl(data_dir)
+    if mta_version and ds.version != mta_version and not (mta_version == "1.0.0"
+                                                           and not ds.version):
+      raise ConfigError(f"config.dataset_version={mta_version!r} but the JSONL folder "
+                        f"{data_dir} holds MTA-Tools {ds.version or '1.0.0'}")
+    return ds
+  return data.load(name, data_dir, mta_version or None if name == "mta_tools" else None)
 
 
 def feature_spec(config, num_layers: int) -> features.FeatureSpec:

@@ -152,7 +152,7 @@ class Setup:
 def encoder_setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Setup:
   """The encoder rows: cached lower-layer features, episodes (or SFT batches) of train tools,
   validation on the validation tools' 5-way SD tasks."""
-  ds = load_dataset(config.dataset, config.data_dir)
+  ds = load_dataset(config.dataset, config.data_dir, config.get("dataset_version", ""))
   validate_data(config, ds)  # before the encoder loads: a bad N or K fails in seconds
   from mta_jax.models import registry  # pylint: disable=import-outside-toplevel
   scorer_cfg, meta_cfg = model_configs(config)

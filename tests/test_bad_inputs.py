@@ -181,7 +181,8 @@ def _config(arg="sd", **overrides):
     ("sd", "meta.learn_inner_lr", "per_tensr", "config.meta.learn_inner_lr must be one of "
      "fixed, per_tensor, per_element, got 'per_tensr' (did you mean 'per_tensor'?)"),
     ("sd", "scorer.adapt", "heda", "config.scorer.adapt must be one of none, head, lora, "
-     "lora+head, top, top+head or a regex over parameter names, got 'heda' (did you mean "
+     "lora+head, top, top+head, head+mix, top+head+mix or a regex over parameter names, got "
+     "'heda' (did you mean "
      "'head'?)"),
     ("sd", "scorer.adapt", "^(head", "config.scorer.adapt '^(head' is not a valid regex"),
     ("sd,top", "scorer.adapt", "lora+head",

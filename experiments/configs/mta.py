@@ -35,7 +35,8 @@ def get_config(arg: str = "sd") -> ml_collections.ConfigDict:
 
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.dataset = "mta_tools"
+  c.dataset = "mta_tools"  # or a union of training sets, e.g. "mta_tools+metatool"
+  c.dataset_version = ""  # MTA-Tools release, e.g. "1.1.0" ("": the builder's default, 1.0.0)
   c.data_dir = "tfds_data"  # a TFDS data dir, or a folder with tools.jsonl + qa.jsonl
   c.cache_dir = "workdirs/features"  # cached encoder outputs, shared by runs ("" = workdir)
   c.init_from = ""  # a workdir whose best checkpoint initialises the meta-parameters
