@@ -9,12 +9,15 @@ For each selector kind:
 Every timing is repeated ``--repeats`` times after a warm-up pass that compiles every bucket;
 the medians over repeats are reported.
 
-Kinds: ``zero_shot`` (the pretrained encoder, no adaptation); ``mta`` (the CPU training default:
+Kinds: ``zero_shot`` (the pretrained selector, no adaptation: the hybrid, cosine + the BM25
+term, its default); ``zero_shot_dense`` (``pretrained(lexical=False)``: the encoder alone);
+``mta`` (the CPU training default:
 head adapted on frozen sentence embeddings, MAML 3 inner steps); ``mta_top`` (the top layer and
 the head adapted). ``mta`` kinds use freshly initialised meta-parameters: a trained checkpoint of
 the same config does the same work (``--checkpoint`` benchmarks one).
 
-Real agents' inputs (issue 19), ``--real`` (the zero-shot selector; add ``--kinds=``):
+Real agents' inputs (issue 19), ``--real`` (the zero-shot selector, its hybrid default; add
+``--kinds=``):
 - ``per_query``: 1,000 requests (MTA-Tools queries), each with its own list of 2-40 tools drawn
   from a pool of 1,550 distinct generated specs (10 variants of each MTA-Tools tool: the same
   name with another description, or another name; the gold tool's variant is in the list).
@@ -66,8 +69,8 @@ KINDS = {
 
 
 def make_selector(kind: str, encoder: TextEncoder, checkpoint: str = "") -> ToolSelector:
-  if kind == "zero_shot":
-    return ToolSelector.pretrained(encoder=encoder)
+  if kind in ("zero_shot", "zero_shot_dense"):
+    return ToolSelector.pretrained(encoder=encoder, lexical=kind == "zero_shot")
   if kind == "checkpoint":
     return ToolSelector.load(checkpoint, encoder=encoder)
   scfg, mcfg = KINDS[kind]
@@ -258,7 +261,7 @@ def bench_mcp(ds, singles, cache_dir: str) -> dict:
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--repeats", type=int, default=5)
-  ap.add_argument("--kinds", default="zero_shot,mta,mta_top")
+  ap.add_argument("--kinds", default="zero_shot,zero_shot_dense,mta,mta_top")
   ap.add_argument("--checkpoint", default="", help="also benchmark this training workdir")
   ap.add_argument("--n_batched", type=int, default=1000)
   ap.add_argument("--n_single", type=int, default=200)
