@@ -93,8 +93,16 @@ def check_workdir(workdir: str | os.PathLike, need_bytes: int = 0) -> pathlib.Pa
 
 
 def _manager(folder: pathlib.Path, keep: int, async_save: bool) -> ocp.CheckpointManager:
-  opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                      enable_async_checkpointing=async_save)
+  # Each manager's barriers get their own prefix (its folder's name). Orbax names a save's
+  # coordination-service barriers after the step's folder ("async_write_complete.<step>"), so
+  # without one the periodic and the best manager, which both save step N, met at one barrier
+  # from two background threads of every process ("Barrier ... is already ongoing", which Orbax
+  # reports as "Timed out while waiting for async_write_complete barrier") whenever their
+  # commits overlapped in a multi-process run (tests/test_distributed.py).
+  opts = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix=f"mta_{folder.name}"))
   return ocp.CheckpointManager(folder, options=opts)
 
 
