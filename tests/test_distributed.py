@@ -268,6 +268,8 @@ SAVES = textwrap.dedent("""
     ckpts.wait()
     ckpts.close()
     print("saved", flush=True)
+    # The LLM batches' one all-gather (their prompt width), here with real processes.
+    print("max_over_processes", sharding.max_over_processes(10 + int(sys.argv[2])), flush=True)
 """)
 
 
@@ -276,7 +278,8 @@ def test_two_processes_save_one_step_in_both_managers_in_the_background(tmp_path
   the step's folder, so the best and the periodic manager, saving step N from background threads
   of each process, met at one barrier (``FAILED_PRECONDITION: Barrier async_write_complete.1 is
   already ongoing``, raised as "Timed out while waiting for async_write_complete barrier").
-  Each manager's barriers now carry its own prefix."""
+  Each manager's barriers now carry its own prefix. (The same processes also check
+  ``sharding.max_over_processes``, the LLM batches' prompt width.)"""
   from mta_jax import checkpointing  # pylint: disable=import-outside-toplevel
   port = _free_port()
   t0 = time.perf_counter()
@@ -284,6 +287,7 @@ def test_two_processes_save_one_step_in_both_managers_in_the_background(tmp_path
                         str(tmp_path / "wd")], _env(2)) for i in range(2)], timeout=150)
   for rc, out, err in results:
     assert rc == 0 and "saved" in out, out[-2000:] + err[-4000:]
+    assert "max_over_processes 11" in out, out[-2000:]
   for which in ("best", "latest"):
     state, record, step = checkpointing.restore_newest(tmp_path / "wd", which)
     assert step == 3 and record["config"]["n"] == 3 and int(state["step"]) == 7
