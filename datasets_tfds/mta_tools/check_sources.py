@@ -175,8 +175,11 @@ def _check_schema(params: Any, where: str, report) -> dict:
 
 
 def check_domain(path: pathlib.Path, common: dict, expected_domain: str | None = None,
-                 expected_count: int | None = None) -> list[Problem]:
-  """Checks one domain file; returns every problem found (empty when the file is fine)."""
+                 expected_count: int | None = None,
+                 states_required: bool = False) -> list[Problem]:
+  """Checks one domain file; returns every problem found (empty when the file is fine).
+  ``states_required`` (release 1.1.0+, whose every gold call must be valid): every template
+  states each required parameter of its tool."""
   problems: list[Problem] = []
   text = path.read_text(encoding="utf-8")
   loc = _Locator(text)
@@ -310,6 +313,10 @@ def check_domain(path: pathlib.Path, common: dict, expected_domain: str | None =
         elif slot in seen_params:
           treport(f"{jw}.text", f"{{{slot}}} appears twice", ttext)
         seen_params.add(slot)
+      required = tool["parameters"].get("required", []) if isinstance(tool["parameters"], dict) else []
+      missing = [p for p in required if p not in seen_params]
+      if states_required and missing:
+        treport(f"{jw}.text", f"states no value for the required {', '.join(missing)}", ttext)
       if "{" in SLOT_RE.sub("", ttext) or "}" in SLOT_RE.sub("", ttext):
         treport(f"{jw}.text", "stray brace: slots are {param} or {~pool}", ttext)
       skel = template_skeleton(ttext)
@@ -354,7 +361,8 @@ def check_all(paths: list[pathlib.Path] | None = None,
       problems.append(Problem(str(path), 0, "file", "missing domain file"))
       continue
     dom, n = by_file.get(path.name, (None, None))
-    problems += check_domain(path, common, dom, n)
+    problems += check_domain(path, common, dom, n,
+                             states_required=sources_dir.resolve() != SOURCES_DIR.resolve())
     try:
       tools = json.loads(path.read_text(encoding="utf-8")).get("tools", [])
     except json.JSONDecodeError:

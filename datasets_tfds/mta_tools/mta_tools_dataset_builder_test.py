@@ -253,7 +253,8 @@ def _copy_1_1(bad_dir, mutate_all):
 
 
 def test_validator_enforces_the_met_dataset_targets_of_1_1(bad_dir):
-  """Queries per realized template <= 1.5 and BM25 top-1 in a domain <= 45% are enforced."""
+  """Queries per realized template <= 1.5, distinct-3 >= 0.65 and BM25 top-1 in a domain <= 45%
+  are enforced."""
   one_template = _copy_1_1(bad_dir, lambda q: _set(q, template_text=str(q["template"])))
   with pytest.raises(validate.ValidationError, match="queries per realized template"):
     validate.validate(one_template)
@@ -263,6 +264,11 @@ def test_validator_enforces_the_met_dataset_targets_of_1_1(bad_dir):
   named = _copy_1_1(bad_dir, name_it)
   with pytest.raises(validate.ValidationError, match="BM25 top-1 among the domain's tools"):
     validate.validate(named)
+  tail = " and please let me know as soon as it is done, thank you so much for the help"
+  def pad(q):  # one long stock phrase after every query: the same trigrams over and over
+    return _set(q, query=q["query"] + tail, typo_of=q["typo_of"] and q["typo_of"] + tail)
+  with pytest.raises(validate.ValidationError, match="distinct-3"):
+    validate.validate(_copy_1_1(bad_dir, pad))
 
 
 def test_dates_resolve_against_the_reference_date():
@@ -300,6 +306,23 @@ def test_source_checker_reports_file_line_and_field(tmp_path):
   assert "templates[0].style: style must be one of" in text
   assert "slots.nonexistent_param: slot names a parameter the schema lacks" in text
   assert all(p.line > 0 for p in problems)
+
+
+def test_source_checker_of_1_1_wants_every_required_parameter_stated(tmp_path):
+  """Release 1.1.0 promises valid gold calls, so a template must state each required parameter
+  (1.0.0's sources, frozen with 11 invalid calls, are not held to it)."""
+  src = json.loads((HERE / "sources" / "1.1.0" / "edu.json").read_text())
+  tool = next(t for t in src["tools"] if t["name"] == "create_flashcard_deck")
+  tool["templates"][0]["text"] = "Make me a new stack of cards to study."
+  path = tmp_path / "edu.json"
+  path.write_text(json.dumps(src, indent=1))
+  common = check_sources.load_common(HERE / "sources" / "1.1.0")
+  problems = check_sources.check_domain(path, common, "Edu", 21, states_required=True)
+  assert [p.message for p in problems] == ["states no value for the required deck_name"]
+  assert problems[0].line > 0
+  assert not check_sources.check_domain(path, common, "Edu", 21)
+  assert not check_sources.check_all(sources_dir=HERE / "sources" / "1.1.0")
+  assert not check_sources.check_all()  # 1.0.0
 
 
 @pytest.fixture(scope="module")
