@@ -41,8 +41,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "its schema (convert_currency's amount is optional, a parcel pickup always has "
                 "its date); typo rows always differ from their clean form (typo_of), no "
                 "doubled articles; seeded paraphrase rules and rewritten sibling "
-                "descriptions against keyword shortcuts; test tools that are antonyms or "
-                "variants of a training tool listed in the metadata."),
+                "descriptions against keyword shortcuts; 1,255 newly authored templates "
+                "(28.4 a tool, mostly indirect requests that name the goal, not the action's "
+                "keywords); test tools that are antonyms or variants of a training tool listed "
+                "in the metadata."),
   }
   BUILDER_CONFIGS = schema.builder_configs()
 
