@@ -1,0 +1,26 @@
+"""evaluate.py's row names: runs that differ by a lever of the ablation never share a row."""
+
+import sys
+
+from mta_jax.scorer import ScorerConfig
+from test_train import ROOT
+
+sys.path.insert(0, str(ROOT / "experiments"))
+import evaluate  # pylint: disable=wrong-import-position
+
+
+def test_each_lever_names_its_row_and_plain_rows_keep_their_names():
+  plain = {"dataset": "mta_tools", "episodes": {"hard_fraction": 0.0}}
+  names = {
+      evaluate._lever_suffix(ScorerConfig(adapt="head"), plain),  # pylint: disable=protected-access
+      evaluate._lever_suffix(ScorerConfig(adapt="head", lexical=True), plain),
+      evaluate._lever_suffix(ScorerConfig(adapt="head+mix", lexical=True), plain),
+      evaluate._lever_suffix(ScorerConfig(adapt="head", lexical=True),
+                             {**plain, "episodes": {"hard_fraction": 0.5}}),
+      evaluate._lever_suffix(ScorerConfig(adapt="head", lexical=True),
+                             {**plain, "dataset": "mta_tools+metatool"}),
+  }
+  assert names == {"", " (hybrid)", " (hybrid, adapted mix)", " (hybrid, hard negatives)",
+                   " (hybrid, trained on mta_tools+metatool)"}
+  # Old runs' configs (no hard_fraction, no union) are plain rows.
+  assert evaluate._lever_suffix(ScorerConfig(), {"dataset": "mta_tools"}) == ""
