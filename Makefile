@@ -100,6 +100,7 @@ ABL_SEEDS := 0 1 2
 ABL_ROWS := sft mta_sd sft_hybrid mta_hybrid protonet_hybrid mta_hybrid_mix mta_hybrid_hard \
   mta_hybrid_union sft_hybrid_union
 ABL_EVAL := --datasets=mta_tools,toolalpaca,apibench --modes=sd,cd,hard5 --shots=0shot
+ABL_NOTE := Issue 18 levers, each row 3 training seeds (experiments/flags/<row>.flags, 1500 steps, the same optimiser and evaluation); hybrid = dense cosine + a BM25 term with meta-learned weights (lexical_weight 0.2 chosen on validation tools, make tune-hybrid); 0-shot adaptation from documentation only.
 .PHONY: ablation
 ablation: venv
 	for d in mta_tools metatool toolalpaca apibench; do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || exit 1; done
@@ -108,9 +109,24 @@ ablation: venv
 	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/$$r.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) || exit 1; \
 	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --data_dir=$(TFDS_DIR) $(ABL_EVAL) || exit 1; \
 	done; done
-	$(BIN)/python experiments/report.py --workdirs='$(ABL_DIR)/*' --out=$(ABL_DIR)/ABLATION.md --title="Ablation (make ablation)"
 	for wd in $(ABL_DIR)/*/; do test -f $$wd/eval.json || continue; d=results/ablation/$$(basename $$wd); \
 	  mkdir -p $$d && cp $$wd/eval.json $$d/ && for f in metrics.jsonl command.txt; do test ! -f $$wd/$$f || cp $$wd/$$f $$d/; done; done
+	$(MAKE) --no-print-directory ablation-report
+
+# The ablation's table and paired comparisons, re-rendered from the committed raw results.
+ABL_COMPARE := "MTA (hybrid),SFT (hybrid)" "MTA,SFT" "MTA (hybrid),MTA" "SFT (hybrid),SFT" \
+  "MTA (hybrid),ProtoNet (hybrid)" "MTA (hybrid, adapted mix),MTA (hybrid)" \
+  "MTA (hybrid, hard negatives),MTA (hybrid)" \
+  "MTA (hybrid, trained on mta_tools+metatool),MTA (hybrid)" \
+  "MTA (hybrid, trained on mta_tools+metatool),SFT (hybrid, trained on mta_tools+metatool)" \
+  "Hybrid (zero-shot),Base (zero-shot)" "Hybrid (zero-shot),BM25"
+.PHONY: ablation-report
+ablation-report: venv
+	rows=$$(for d in results/ablation/*/; do grep -o '"row": "[^"]*"' $$d/eval.json | cut -d'"' -f4; done | sort -u); \
+	args=""; for c in $(ABL_COMPARE); do a=$${c%%,*}; b=$${c#*,}; \
+	  if echo "$$rows" | grep -qxF "$$a" && echo "$$rows" | grep -qxF "$$b"; then args="$$args --compare='$$c'"; fi; done; \
+	eval $(BIN)/python experiments/report.py --workdirs="'results/ablation/*'" --out=results/ablation/ABLATION.md --plots_dir=plots \
+	  --title="'Ablation (make ablation)'" --note="'$(ABL_NOTE)'" $$args
 
 test: venv
 	$(BIN)/python -m pytest -q tests datasets_tfds
