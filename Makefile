@@ -32,11 +32,11 @@ demo: venv
 	test -d $(TFDS_DIR)/mta_tools/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=mta_tools
 	$(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/demo.flags --config.data_dir=$(TFDS_DIR)
 	$(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/demo_sft.flags --config.data_dir=$(TFDS_DIR)
-	for b in random bm25 base; do $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(DEMO_DIR)/$$b --data_dir=$(TFDS_DIR) || exit 1; done
+	for b in random bm25 base hybrid; do $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(DEMO_DIR)/$$b --data_dir=$(TFDS_DIR) || exit 1; done
 	for r in mta sft; do $(BIN)/python experiments/evaluate.py --workdir=$(DEMO_DIR)/$$r || exit 1; done
-	$(BIN)/python experiments/report.py --workdirs=$(DEMO_DIR)/random,$(DEMO_DIR)/bm25,$(DEMO_DIR)/base,$(DEMO_DIR)/sft,$(DEMO_DIR)/mta \
+	$(BIN)/python experiments/report.py --workdirs=$(DEMO_DIR)/random,$(DEMO_DIR)/bm25,$(DEMO_DIR)/base,$(DEMO_DIR)/hybrid,$(DEMO_DIR)/sft,$(DEMO_DIR)/mta \
 	  --out=$(DEMO_DIR)/RESULTS.md --title="Demo results (make demo)" \
-	  --note="Demo configuration (experiments/flags/demo.flags, demo_sft.flags): 300 training steps, head adapted on frozen MiniLM sentence embeddings, one training seed. Not the paper-scale runs of make reproduce."
+	  --note="Demo configuration (experiments/flags/demo.flags, demo_sft.flags): 300 training steps, head adapted on frozen MiniLM sentence embeddings, the hybrid scorer (dense cosine + a BM25 term with meta-learned weights) for MTA and SFT alike, one training seed. Not the paper-scale runs of make reproduce."
 
 # make reproduce: every row of RESULTS.md (5 training seeds each), every dataset that is built.
 REPRO_DIR := workdirs/reproduce
