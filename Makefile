@@ -69,7 +69,7 @@ reproduce: venv
 	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --datasets=metatool --name="MTA (trained on MetaTool seen tools)" || exit 1; \
 	done
 	grep -qs '"complete": true' $(REPRO_DIR)/llm_base/eval.json || $(BIN)/python experiments/llm_select.py --flagfile=experiments/flags/llm_base.flags --workdir=$(REPRO_DIR)/llm_base --config.eval.external_data_dir=$(TFDS_DIR) || exit 1
-	$(BIN)/python experiments/report.py --workdirs='$(REPRO_DIR)/*' --out=RESULTS.md --title="Results (make reproduce)" --note="$(REPRO_NOTE)"
+	$(BIN)/python experiments/report.py --workdirs='$(REPRO_DIR)/*' --out=RESULTS.md --title="Results (make reproduce)" --note="$(REPRO_NOTE)" $$(test -f results/ablation/ABLATION.md && echo --append=results/ablation/ABLATION.md)
 	$(MAKE) --no-print-directory keep-runs
 
 # Copies each reproduce run's results (eval.json, metrics.jsonl, command.txt: kilobytes) into

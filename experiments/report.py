@@ -18,7 +18,9 @@ interval over queries (``mta_jax.paired``; needs eval.json files written with pe
 import collections
 import glob
 import json
+import os
 import pathlib
+import re
 
 from absl import app, flags
 
@@ -31,6 +33,9 @@ _PLOTS = flags.DEFINE_string("plots_dir", "results", "Folder for the PNG plots (
 _TITLE = flags.DEFINE_string("title", "Results", "Heading of the report.")
 _NOTE = flags.DEFINE_string("note", "", "A paragraph under the heading (e.g. which config).")
 _COMPARE = flags.DEFINE_multi_string("compare", [], "ROW_A,ROW_B: paired bootstrap of A - B.")
+_APPEND = flags.DEFINE_list("append", [], "Markdown reports appended as sections of this one "
+                            "(e.g. results/ablation/ABLATION.md; headings one level down, image "
+                            "links made relative to --out).")
 _N_BOOT = flags.DEFINE_integer("n_boot", 10_000, "Bootstrap resamplings for --compare.",
                                lower_bound=100)
 flags.mark_flag_as_required("workdirs")
@@ -345,6 +350,21 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str],
   return "\n".join(lines) + "\n"
 
 
+def appended(path: pathlib.Path, out: pathlib.Path) -> str:
+  """Another report as a section of this one: headings one level down, its relative links
+  (plots) rewritten to resolve from ``out``'s folder."""
+  if not path.is_file():
+    raise app.UsageError(f"--append: {path} does not exist")
+  rel = os.path.relpath(path.parent, out.parent)
+  lines = []
+  for line in path.read_text("utf-8").splitlines():
+    if line.startswith("#"):
+      line = "#" + line
+    line = re.sub(r"\]\((?!https?:|/)([^)]+)\)", lambda m: f"]({rel}/{m.group(1)})", line)
+    lines.append(line)
+  return "\n".join(lines) + "\n"
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -362,6 +382,8 @@ def main(argv) -> None:
   plots_dir = out.parent / _PLOTS.value
   plots = _plots(rows, plots_dir)
   text = report(rows, _TITLE.value, _NOTE.value, _PLOTS.value, plots, comparisons)
+  for extra in _APPEND.value:
+    text += "\n" + appended(pathlib.Path(extra), out)
   out.write_text(text)
   print(text)
 
