@@ -3,7 +3,7 @@
 The fast and trainable parameters are the LoRA factors (``lora/blocks/<t>/{a,b}``); the base
 weights are the learner's *constants*: an argument of every jitted step, merged into the flat
 parameter dict by the core, never trained, never saved. An episode is a dict of packed prompt
-streams (``mta_jax.llm.train.pack``), ``{"support": ..., "query": ...}``, each
+streams (``mta_jax.llm.batches.pack``), ``{"support": ..., "query": ...}``, each
 ``{"ids": (S, T), "prompt_len": (S,), "ans_len": (S,), "w": (S,)}``: every prompt lists the
 episode's candidate tools and ends with the gold answer ``Use [name] tool``. The loss of a
 stream is the weighted mean answer-token NLL; its accuracy is the share of answers whose every
