@@ -93,12 +93,13 @@ tune-hybrid: venv
 # make ablation: issue 18's levers on and off, 3 training seeds, the same evaluation for every row
 # (MTA-Tools SD/CD/hard 5-way/full pool, ToolAlpaca, APIBench; 0-shot). Rows: dense and hybrid
 # scorer for SFT and MTA, hybrid ProtoNet, MTA with the mix adapted, MTA with hard-negative
-# episodes, SFT and MTA trained on MTA-Tools + MetaTool training tools; baselines BM25, Base, Hybrid
+# episodes, SFT and MTA trained on MTA-Tools + MetaTool training tools, MTA with fixed inner rates,
+# first-order MAML with MTA's learned rates; baselines BM25, Base, Hybrid
 # zero-shot. Table -> workdirs/ablation/ABLATION.md; raw results -> results/ablation/.
 ABL_DIR := workdirs/ablation
 ABL_SEEDS := 0 1 2
 ABL_ROWS := sft mta_sd sft_hybrid mta_hybrid protonet_hybrid mta_hybrid_mix mta_hybrid_hard \
-  mta_hybrid_union sft_hybrid_union
+  mta_hybrid_union sft_hybrid_union mta_hybrid_fixedlr fomaml_hybrid
 ABL_EVAL := --datasets=mta_tools,toolalpaca,apibench --modes=sd,cd,hard5 --shots=0shot
 ABL_NOTE := Issue 18 levers, each row 3 training seeds (experiments/flags/<row>.flags, 1500 steps, the same optimiser and evaluation); hybrid = dense cosine + a BM25 term with meta-learned weights (lexical_weight 0.2 chosen on validation tools, make tune-hybrid); 0-shot adaptation from documentation only.
 .PHONY: ablation
@@ -119,6 +120,8 @@ ABL_COMPARE := "MTA (hybrid),SFT (hybrid)" "MTA,SFT" "MTA (hybrid),MTA" "SFT (hy
   "MTA (hybrid, hard negatives),MTA (hybrid)" \
   "MTA (hybrid, trained on mta_tools+metatool),MTA (hybrid)" \
   "MTA (hybrid, trained on mta_tools+metatool),SFT (hybrid, trained on mta_tools+metatool)" \
+  "MTA (hybrid, fixed inner rates),MTA (hybrid)" \
+  "FOMAML (hybrid, per-tensor inner rates),MTA (hybrid)" \
   "Hybrid (zero-shot),Base (zero-shot)" "Hybrid (zero-shot),BM25"
 .PHONY: ablation-report
 ablation-report: venv

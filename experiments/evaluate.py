@@ -96,6 +96,13 @@ def _lever_suffix(scorer_cfg, config) -> str:
     parts.append("hybrid")
     if re.search(scorer_cfg.fast_pattern, "mix/lex"):
       parts.append("adapted mix")
+  meta = config.get("meta", {})
+  if "algorithm" in meta and "learn_inner_lr" in meta:
+    from mta_jax import algorithms  # pylint: disable=import-outside-toplevel
+    algo = algorithms.get(meta["algorithm"])
+    default = dict(algo.defaults + algo.fixed).get("learn_inner_lr", "per_tensor")
+    if meta["learn_inner_lr"] != default:
+      parts.append(f"{meta['learn_inner_lr'].replace('_', '-')} inner rates")
   if config.get("episodes", {}).get("hard_fraction", 0) > 0:
     parts.append("hard negatives")
   if "+" in str(config.get("dataset", "")):
