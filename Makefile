@@ -39,7 +39,11 @@ demo: venv
 	  --note="Demo configuration (experiments/flags/demo.flags, demo_sft.flags): 300 training steps, head adapted on frozen MiniLM sentence embeddings, the hybrid scorer (dense cosine + a BM25 term with meta-learned weights) for MTA and SFT alike, one training seed. Not the paper-scale runs of make reproduce."
 
 # make reproduce: every row of RESULTS.md (5 training seeds each), every dataset that is built.
-REPRO_DIR := workdirs/reproduce
+# MTA_VERSION=1.1.0 runs the encoder rows and the baselines on MTA-Tools 1.1.0 (built if missing)
+# in their own folder; empty: the builder's default release, 1.0.0. eval.json records the
+# release of every dataset scored and report.py prints it. (The LLM row reads 1.0.0.)
+MTA_VERSION ?=
+REPRO_DIR := workdirs/reproduce$(if $(MTA_VERSION),_mta$(MTA_VERSION))
 REPRO_SEEDS := 0 1 2 3 4
 REPRO_ROWS := sft protonet fomaml reptile mta_sd
 REPRO_DATASETS := mta_tools,metatool,api_bank,toolalpaca,apibench
@@ -55,12 +59,13 @@ reproduce: venv
 	@echo "   6. report -> RESULTS.md and results/*.png; raw results -> results/runs/"
 	@echo "   ETA: about 2.5-3 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
 	for d in $$(echo $(REPRO_DATASETS) | tr , ' '); do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || echo "   (could not build $$d: its column will say so)"; done
-	for b in random bm25 base; do test -f $(REPRO_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(REPRO_DIR)/$$b --data_dir=$(TFDS_DIR) --datasets=$(REPRO_DATASETS) || exit 1; done
+	$(if $(MTA_VERSION),test -d $(TFDS_DIR)/mta_tools/qa/$(MTA_VERSION) || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=mta_tools:$(MTA_VERSION))
+	for b in random bm25 base; do test -f $(REPRO_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(REPRO_DIR)/$$b --data_dir=$(TFDS_DIR) --datasets=$(REPRO_DATASETS) --mta_version=$(MTA_VERSION) || exit 1; done
 	start=$$(date +%s); n=0; total=$$(( $(words $(REPRO_ROWS)) * $(words $(REPRO_SEEDS)) )); \
 	for s in $(REPRO_SEEDS); do for r in $(REPRO_ROWS); do \
 	  wd=$(REPRO_DIR)/$${r}_s$$s; n=$$((n + 1)); \
 	  echo "== [$$n/$$total] $$r seed $$s -> $$wd (elapsed $$(( ($$(date +%s) - start) / 60 )) min)"; \
-	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/$$r.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) || exit 1; \
+	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/$$r.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) --config.dataset_version=$(MTA_VERSION) || exit 1; \
 	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --datasets=$(REPRO_DATASETS) || exit 1; \
 	done; done
 	for s in $(REPRO_SEEDS); do \
