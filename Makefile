@@ -120,18 +120,18 @@ ablation: venv
 	$(MAKE) --no-print-directory ablation-report
 
 # The ablation's table and paired comparisons, re-rendered from the committed raw results.
-ABL_COMPARE := "MTA (hybrid),SFT (hybrid)" "MTA,SFT" "MTA (hybrid),MTA" "SFT (hybrid),SFT" \
-  "MTA (hybrid),ProtoNet (hybrid)" "MTA (hybrid, adapted mix),MTA (hybrid)" \
-  "MTA (hybrid, hard negatives),MTA (hybrid)" \
-  "MTA (hybrid, trained on mta_tools+metatool),MTA (hybrid)" \
-  "MTA (hybrid, trained on mta_tools+metatool),SFT (hybrid, trained on mta_tools+metatool)" \
-  "MTA (hybrid, fixed inner rates),MTA (hybrid)" \
-  "FOMAML (hybrid, per-tensor inner rates),MTA (hybrid)" \
-  "Hybrid (zero-shot),Base (zero-shot)" "Hybrid (zero-shot),BM25"
+ABL_COMPARE := "MTA (hybrid) vs SFT (hybrid)" "MTA vs SFT" "MTA (hybrid) vs MTA" "SFT (hybrid) vs SFT" \
+  "MTA (hybrid) vs ProtoNet (hybrid)" "MTA (hybrid, adapted mix) vs MTA (hybrid)" \
+  "MTA (hybrid, hard negatives) vs MTA (hybrid)" "MTA (hybrid, hard negatives) vs SFT (hybrid)" \
+  "MTA (hybrid, trained on mta_tools+metatool) vs MTA (hybrid)" \
+  "MTA (hybrid, trained on mta_tools+metatool) vs SFT (hybrid, trained on mta_tools+metatool)" \
+  "MTA (hybrid, fixed inner rates) vs MTA (hybrid)" \
+  "FOMAML (hybrid, per-tensor inner rates) vs MTA (hybrid)" \
+  "Hybrid (zero-shot) vs Base (zero-shot)" "Hybrid (zero-shot) vs BM25"
 .PHONY: ablation-report
 ablation-report: venv
 	rows=$$(for d in results/ablation/*/; do grep -o '"row": "[^"]*"' $$d/eval.json | cut -d'"' -f4; done | sort -u); \
-	args=""; for c in $(ABL_COMPARE); do a=$${c%%,*}; b=$${c#*,}; \
+	args=""; for c in $(ABL_COMPARE); do a=$${c%% vs *}; b=$${c#* vs }; \
 	  if echo "$$rows" | grep -qxF "$$a" && echo "$$rows" | grep -qxF "$$b"; then args="$$args --compare='$$c'"; fi; done; \
 	eval $(BIN)/python experiments/report.py --workdirs="'results/ablation/*'" --out=results/ablation/ABLATION.md --plots_dir=plots \
 	  --title="'Ablation (make ablation)'" --note="'$(ABL_NOTE)'" $$args

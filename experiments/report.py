@@ -32,7 +32,8 @@ _OUT = flags.DEFINE_string("out", "RESULTS.md", "Markdown file to write.")
 _PLOTS = flags.DEFINE_string("plots_dir", "results", "Folder for the PNG plots (next to --out).")
 _TITLE = flags.DEFINE_string("title", "Results", "Heading of the report.")
 _NOTE = flags.DEFINE_string("note", "", "A paragraph under the heading (e.g. which config).")
-_COMPARE = flags.DEFINE_multi_string("compare", [], "ROW_A,ROW_B: paired bootstrap of A - B.")
+_COMPARE = flags.DEFINE_multi_string("compare", [], "ROW_A,ROW_B (or 'ROW_A vs ROW_B'): paired "
+                                     "bootstrap of A - B.")
 _APPEND = flags.DEFINE_list("append", [], "Markdown reports appended as sections of this one "
                             "(e.g. results/ablation/ABLATION.md; headings one level down, image "
                             "links made relative to --out).")
@@ -373,9 +374,11 @@ def main(argv) -> None:
     raise app.UsageError(f"no eval.json under {_WORKDIRS.value}")
   pairs = []
   for c in _COMPARE.value:
-    names = [x.strip() for x in c.split(",")]
+    # "A vs B" for row names with commas in them ("MTA (hybrid, hard negatives)"), else "A,B".
+    names = [x.strip() for x in (c.split(" vs ") if " vs " in c else c.split(","))]
     if len(names) != 2 or not all(names):
-      raise app.UsageError(f"--compare={c}: give two row names, ROW_A,ROW_B")
+      raise app.UsageError(f"--compare={c}: give two row names, ROW_A,ROW_B (or 'ROW_A vs ROW_B' "
+                           "when a name has a comma)")
     pairs.append(names)
   comparisons = [compare(rows, a, b, _N_BOOT.value) for a, b in pairs]
   out = pathlib.Path(_OUT.value)
