@@ -36,7 +36,7 @@ demo: venv
 	for r in mta sft; do $(BIN)/python experiments/evaluate.py --workdir=$(DEMO_DIR)/$$r || exit 1; done
 	$(BIN)/python experiments/report.py --workdirs=$(DEMO_DIR)/random,$(DEMO_DIR)/bm25,$(DEMO_DIR)/base,$(DEMO_DIR)/hybrid,$(DEMO_DIR)/sft,$(DEMO_DIR)/mta \
 	  --out=$(DEMO_DIR)/RESULTS.md --title="Demo results (make demo)" \
-	  --note="Demo configuration (experiments/flags/demo.flags, demo_sft.flags): 300 training steps, head adapted on frozen MiniLM sentence embeddings, the hybrid scorer (dense cosine + a BM25 term with meta-learned weights) for MTA and SFT alike, one training seed. Not the paper-scale runs of make reproduce."
+	  --note="Demo configuration (experiments/flags/demo.flags, demo_sft.flags): 300 training steps, head adapted on frozen MiniLM sentence embeddings, the hybrid scorer (dense cosine + a BM25 term with meta-learned weights) for MTA and SFT alike, hard-negative episodes for MTA, one training seed. Not the paper-scale runs of make reproduce."
 
 # make reproduce: every row of RESULTS.md (5 training seeds each), every dataset that is built.
 # MTA_VERSION=1.1.0 runs the encoder rows and the baselines on MTA-Tools 1.1.0 (built if missing)
@@ -45,9 +45,11 @@ demo: venv
 MTA_VERSION ?=
 REPRO_DIR := workdirs/reproduce$(if $(MTA_VERSION),_mta$(MTA_VERSION))
 REPRO_SEEDS := 0 1 2 3 4
-REPRO_ROWS := sft protonet fomaml reptile mta_sd
+# Issue 18: SFT, ProtoNet and MTA with the hybrid scorer (MTA with hard-negative episodes: the
+# best MTA variant on validation tools in make ablation); FOMAML and Reptile as before.
+REPRO_ROWS := sft_hybrid protonet_hybrid fomaml reptile mta_hybrid_hard
 REPRO_DATASETS := mta_tools,metatool,api_bank,toolalpaca,apibench
-REPRO_NOTE := Encoder rows: MiniLM-L6 sentence embeddings (frozen) with a meta-learned 384x384 head adapted per task, 5 training seeds each (experiments/flags/<row>.flags). LLM row: SmolLM2-135M-Instruct prompted with the 5 candidates, scored on a deterministic subset of the same tasks (see its Commands lines), 3 episode seeds; full LoRA SFT and MTA-LoRA rows need a GPU (experiments/flags/llm_sft.flags, llm_mta.flags) and are not run here.
+REPRO_NOTE := Encoder rows: MiniLM-L6 sentence embeddings (frozen) with a meta-learned 384x384 head adapted per task, 5 training seeds each (experiments/flags/<row>.flags); SFT, ProtoNet and MTA with the hybrid scorer (dense cosine + a BM25 term with meta-learned weights), MTA with hard-negative episodes. LLM row: SmolLM2-135M-Instruct prompted with the 5 candidates, scored on a deterministic subset of the same tasks (see its Commands lines), 3 episode seeds; full LoRA SFT and MTA-LoRA rows need a GPU (experiments/flags/llm_sft.flags, llm_mta.flags) and are not run here.
 .PHONY: reproduce
 reproduce: venv
 	@echo "== make reproduce: plan"
