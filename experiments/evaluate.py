@@ -88,28 +88,6 @@ def _mta_version(config) -> str:
       "dataset_version", "")
 
 
-def _lever_suffix(scorer_cfg, config) -> str:
-  """" (hybrid, adapted mix, hard negatives, trained on a+b)": what sets a trained run apart
-  from its algorithm's plain row ("" for the plain row)."""
-  parts = []
-  if scorer_cfg.lexical:
-    parts.append("hybrid")
-    if re.search(scorer_cfg.fast_pattern, "mix/lex"):
-      parts.append("adapted mix")
-  meta = config.get("meta", {})
-  if "algorithm" in meta and "learn_inner_lr" in meta:
-    from mta_jax import algorithms  # pylint: disable=import-outside-toplevel
-    algo = algorithms.get(meta["algorithm"])
-    default = dict(algo.defaults + algo.fixed).get("learn_inner_lr", "per_tensor")
-    if meta["learn_inner_lr"] != default:
-      parts.append(f"{meta['learn_inner_lr'].replace('_', '-')} inner rates")
-  if config.get("episodes", {}).get("hard_fraction", 0) > 0:
-    parts.append("hard negatives")
-  if "+" in str(config.get("dataset", "")):
-    parts.append(f"trained on {config['dataset']}")
-  return f" ({', '.join(parts)})" if parts else ""
-
-
 def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   """All protocols on one dataset's unseen tools ({"skipped": why} if it is not built)."""
   import jax  # pylint: disable=import-outside-toplevel
@@ -211,10 +189,10 @@ def main(argv) -> None:
   if all("skipped" in r for r in results.values()):
     raise data.DatasetNotFoundError("nothing to evaluate: " + " | ".join(
         r["skipped"] for r in results.values()))
-  from mta_jax import algorithms  # pylint: disable=import-outside-toplevel
+  from mta_jax import algorithms, run_config  # pylint: disable=import-outside-toplevel
   row = algorithms.get(algo).row if kind == "model" else BASELINE_ROWS[kind]
   if kind == "model":  # levers of issue 18 make rows of their own
-    row += _lever_suffix(model[0], config)
+    row += run_config.lever_suffix(model[0], config)
   out = {"row": _NAME.value or row, "kind": kind, "algorithm": algo,
          "workdir": str(pathlib.Path(_WORKDIR.value).absolute()),
          "step": bundle.step if bundle else None, "which": _WHICH.value if bundle else None,

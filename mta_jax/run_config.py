@@ -179,6 +179,27 @@ def optim_config(config) -> bilevel.OptimConfig:
   return bilevel.OptimConfig(total_steps=config.total_steps, **o)
 
 
+def lever_suffix(scorer_cfg, config: Mapping[str, Any]) -> str:
+  """" (hybrid, adapted mix, hard negatives, trained on a+b)": what sets a trained run apart
+  from its algorithm's plain row ("" for the plain row)."""
+  parts = []
+  if scorer_cfg.lexical:
+    parts.append("hybrid")
+    if re.search(scorer_cfg.fast_pattern, "mix/lex"):
+      parts.append("adapted mix")
+  meta = config.get("meta", {})
+  if "algorithm" in meta and "learn_inner_lr" in meta:
+    algo = algorithms.get(meta["algorithm"])
+    default = dict(algo.defaults + algo.fixed).get("learn_inner_lr", "per_tensor")
+    if meta["learn_inner_lr"] != default:
+      parts.append(f"{meta['learn_inner_lr'].replace('_', '-')} inner rates")
+  if config.get("episodes", {}).get("hard_fraction", 0) > 0:
+    parts.append("hard negatives")
+  if "+" in str(config.get("dataset", "")):
+    parts.append(f"trained on {config['dataset']}")
+  return f" ({', '.join(parts)})" if parts else ""
+
+
 def load_dataset(name: str, data_dir: str, mta_version: str | None = None) -> data.ToolDataset:
   """A TFDS data dir (``data.load``) or, for MTA-Tools, a folder of its JSONL (no build step);
   ``a+b``: the union of datasets ``a`` and ``b`` (``data.union``), for training on both.
