@@ -43,15 +43,19 @@ def features(texts: Sequence[str], tool_documents: Sequence[str]) -> np.ndarray:
   return normalise(bm25.BM25(tool_documents).score_matrix(list(texts)))
 
 
-def _blocks(texts: Sequence[str], tool_documents: Sequence[str], sources) -> np.ndarray:
-  """``features`` with one corpus per source: the columns of each source's tools are that
-  corpus's normalised scores (a union of datasets keeps each dataset's own statistics)."""
+def _blocks(text_lists: Sequence[Sequence[str]], tool_documents: Sequence[str],
+            sources) -> list[np.ndarray]:
+  """``features`` of each list of texts with one corpus per source: the columns of each source's
+  tools are that corpus's normalised scores (a union of datasets keeps each dataset's own
+  statistics); each corpus is indexed once for every list."""
   sources = np.asarray(sources if sources is not None else [""] * len(tool_documents))
-  out = np.zeros((len(texts), len(tool_documents)), np.float32)
+  outs = [np.zeros((len(texts), len(tool_documents)), np.float32) for texts in text_lists]
   for s in dict.fromkeys(sources.tolist()):
     cols = np.flatnonzero(sources == s)
-    out[:, cols] = features(texts, [tool_documents[c] for c in cols])
-  return out
+    index = bm25.BM25([tool_documents[c] for c in cols])
+    for out, texts in zip(outs, text_lists):
+      out[:, cols] = normalise(index.score_matrix(list(texts)))
+  return outs
 
 
 def arrays(query_texts: Sequence[str], doc_texts: Sequence[str],
@@ -74,8 +78,8 @@ def arrays(query_texts: Sequence[str], doc_texts: Sequence[str],
   for t in range(n_tools):
     doc_col[main_doc[t]] = t
     doc_col[np.asarray(view_rows[t], np.int64)] = t
-  return {"q_lex": _blocks(query_texts, tool_documents, sources),
-          "d_lex": _blocks(doc_texts, tool_documents, sources), "doc_col": doc_col}
+  q_lex, d_lex = _blocks([query_texts, doc_texts], tool_documents, sources)
+  return {"q_lex": q_lex, "d_lex": d_lex, "doc_col": doc_col}
 
 
 def for_dataset(ds, n_views: int) -> dict:

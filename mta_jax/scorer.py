@@ -152,10 +152,14 @@ class Scorer:
     """Queries (B, L, H) against class representations (N, H) -> (B, N) logits; ``lex`` (B, N)
     is the queries' lexical feature against the N tools (needed iff ``cfg.lexical``)."""
     q = self.query_repr(params, self.embed(params, q_hidden, q_mask))
-    dense = q @ tools.T
+    return self.mix(params, q @ tools.T, lex) / self.cfg.temperature
+
+  def mix(self, params: P.Params, dense: jax.Array, lex: jax.Array | None) -> jax.Array:
+    """The score before the temperature: ``dense`` (cosines) as they are, or for the hybrid
+    scorer ``mix/dense * dense + mix/lex * lex``."""
     if not self.cfg.lexical:
-      return dense / self.cfg.temperature
+      return dense
     if lex is None:
       raise ValueError("scorer.lexical=True but the stream has no 'lex' feature: build the "
                        "feature cache with features.text_cache(..., lexical=True)")
-    return (params["mix/dense"] * dense + params["mix/lex"] * lex) / self.cfg.temperature
+    return params["mix/dense"] * dense + params["mix/lex"] * lex

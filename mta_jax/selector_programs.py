@@ -64,10 +64,7 @@ def score_program(encoder: TextEncoder, scorer: Scorer):
     def score(enc_params, params, ids, mask, tool_mat, lex=None):
       hidden = nnx.merge(graphdef, enc_params).lower(ids, mask, n_lower)
       q = scorer.query_repr(params, scorer.embed(params, hidden, mask))
-      cos = q @ tool_mat.T
-      if not scorer.cfg.lexical:
-        return cos
-      return params["mix/dense"] * cos + params["mix/lex"] * lex
+      return scorer.mix(params, q @ tool_mat.T, lex)
 
     _PROGRAMS[key] = jax.jit(score)
   return _PROGRAMS[key]

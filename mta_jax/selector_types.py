@@ -1,6 +1,6 @@
 """The selector's settings and small types: ``SelectorConfig``, ``Choice``, a cached ``Toolbox``,
 and the helpers ``ToolSelector`` and its mixins share (including the hybrid scorer's lexical
-feature: ``LexicalIndex``, ``lexical_index``, ``lexical_feature``, ``mix_scores``)."""
+feature: ``lexical_index``, ``lexical_feature``, ``mix_scores``)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ class Toolbox:
   docs_only: tuple[P.Params, jax.Array]  # adapted params, padded (Tp, H) tool matrix
   # The hybrid scorer's BM25 index over the main documents (the corpus is the toolbox), built
   # once with the toolbox; None for a dense scorer.
-  lex_index: "LexicalIndex | None" = None
+  lex_index: "bm25.BM25 | None" = None
 
 
 def round_up(n: int, m: int) -> int:
@@ -117,44 +117,14 @@ def top_choices(row: np.ndarray, names: Sequence[str], idx, top_k) -> list[Choic
 
 # ---------------------------------------------------------------------------- hybrid scorer
 
-class LexicalIndex:
-  """A toolbox's ``bm25.BM25`` held term-major and sparse for fast queries.
-
-  ``bm25.BM25`` scores with a dense (queries x vocabulary) @ (vocabulary x documents) product:
-  16 ms for one query over a 4,030-tool catalogue, most of a single query's budget. A query has
-  a few words, so summing each of its words' postings (the documents holding the word and its
-  weight there) gives the same scores (float64, another summation order) in well under a
-  millisecond; the dense weights are dropped after the build (58 MB at 4,030 tools).
-  """
-
-  def __init__(self, documents: Sequence[str]):
-    index = bm25.BM25(list(documents))  # the one BM25 definition (idf, k1, b)
-    self.vocab, self.n_docs = index.vocab, index.n_docs
-    by_term = index.weights.T  # (V, D)
-    terms, docs = np.nonzero(by_term)  # sorted by term
-    self.indptr = np.searchsorted(terms, np.arange(len(self.vocab) + 1))
-    self.docs, self.weights = docs, by_term[terms, docs]
-
-  def score_matrix(self, texts: Sequence[str]) -> np.ndarray:
-    """(len(texts), n_docs) float64 BM25 scores = ``bm25.BM25(documents).score_matrix``."""
-    out = np.zeros((len(texts), self.n_docs), np.float64)
-    for i, text in enumerate(texts):
-      for token in bm25.tokenize(text):  # a repeated word counts each time, as in bm25
-        t = self.vocab.get(token)
-        if t is not None:
-          a, b = self.indptr[t], self.indptr[t + 1]
-          out[i, self.docs[a:b]] += self.weights[a:b]
-    return out
-
-
-def lexical_index(scorer: Scorer, documents: Sequence[str]) -> LexicalIndex | None:
+def lexical_index(scorer: Scorer, documents: Sequence[str]) -> bm25.BM25 | None:
   """The BM25 index of a toolbox's main documents (``Tool.document()``, the text the encoder
   reads, as ``data.Tool.document()`` in training) for a hybrid scorer (``cfg.lexical``); None
   for a dense one. Built once per toolbox: idf and lengths depend on the whole toolbox."""
-  return LexicalIndex(documents) if scorer.cfg.lexical else None
+  return bm25.BM25(list(documents)) if scorer.cfg.lexical else None
 
 
-def lexical_feature(index: LexicalIndex, texts: Sequence[str], n_cols: int,
+def lexical_feature(index: bm25.BM25, texts: Sequence[str], n_cols: int,
                     pad: str = "zeros") -> np.ndarray:
   """(len(texts), n_cols) float32: ``lexical.features(texts, documents)`` of the index's
   documents (each text's BM25 score divided by its best over the toolbox), then padded past the
