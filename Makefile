@@ -50,31 +50,34 @@ REPRO_SEEDS := 0 1 2 3 4
 REPRO_ROWS := sft_hybrid protonet_hybrid fomaml reptile mta_hybrid_hard
 REPRO_DATASETS := mta_tools,metatool,api_bank,toolalpaca,apibench
 REPRO_NOTE := Encoder rows: MiniLM-L6 sentence embeddings (frozen) with a meta-learned 384x384 head adapted per task, 5 training seeds each (experiments/flags/<row>.flags); SFT, ProtoNet and MTA with the hybrid scorer (dense cosine + a BM25 term with meta-learned weights), MTA with hard-negative episodes. LLM row: SmolLM2-135M-Instruct prompted with the 5 candidates, scored on a deterministic subset of the same tasks (see its Commands lines), 3 episode seeds; full LoRA SFT and MTA-LoRA rows need a GPU (experiments/flags/llm_sft.flags, llm_mta.flags) and are not run here.
+# One training run of make reproduce ($$1 = row, $$2 = seed): skipped when its eval.json exists
+# (reruns resume; a run whose eval.json is missing resumes from its last checkpoint). The
+# MetaTool-trained row reads MetaTool only, so it is scored there and named for it.
+REPRO_JOBS ?= 1
+REPRO_ROW = wd=$(REPRO_DIR)/$$1_s$$2; log=$(REPRO_DIR)/logs/$$1_s$$2.log; \
+  if test -f $$wd/eval.json; then echo "== $$1 seed $$2: done before ($$wd/eval.json)"; exit 0; fi; \
+  echo "== $$(date +%H:%M) start $$1 seed $$2 -> $$wd"; \
+  if test $$1 = mta_metatool; then ds=metatool; name="--name=MTA (trained on MetaTool seen tools)"; ver=; else ds=$(REPRO_DATASETS); name=; ver=$(MTA_VERSION); fi; \
+  { $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/$$1.flags --workdir=$$wd --config.seed=$$2 --config.data_dir=$(TFDS_DIR) --config.dataset_version=$$ver \
+    && $(BIN)/python experiments/evaluate.py --workdir=$$wd --datasets=$$ds $${name:+"$$name"}; } >$$log 2>&1 \
+    || { echo "== $$1 seed $$2 FAILED; the end of $$log:"; tail -n 30 $$log; exit 255; }; \
+  echo "== $$(date +%H:%M) done  $$1 seed $$2"
 .PHONY: reproduce
 reproduce: venv
 	@echo "== make reproduce: plan"
 	@echo "   1. build datasets $(REPRO_DATASETS) into $(TFDS_DIR) where missing (external ones need ../shared/external_data)"
-	@echo "   2. baselines Random, BM25, Base (zero-shot): evaluate only          ~3 x 2 min"
-	@echo "   3. train + evaluate $(REPRO_ROWS) x seeds $(REPRO_SEEDS)            25 x ~2 min"
+	@echo "   2. baselines Random, BM25, Base and Hybrid (zero-shot): evaluate only   ~4 x 3 min"
+	@echo "   3. train + evaluate $(REPRO_ROWS) x seeds $(REPRO_SEEDS), REPRO_JOBS=$(REPRO_JOBS) at a time   25 x ~2-8 min"
 	@echo "   4. MTA meta-trained on MetaTool's seen tools x seeds $(REPRO_SEEDS) (the labelled variant)  5 x ~4 min"
 	@echo "   5. LLM Base row: SmolLM2-135M-Instruct prompt on subsets sized for the CPU (llm_base.flags)  ~1.5 h (MTA-Tools 37 min, APIBench 32 min, the rest 20-30 min)"
 	@echo "   6. report -> RESULTS.md and results/*.png; raw results -> results/runs/"
-	@echo "   ETA: about 2.5-3 h on a 2-core CPU (minutes on a GPU); reruns resume finished work"
+	@echo "   ETA: about 2.5-3 h on a 2-core CPU with REPRO_JOBS=2 (minutes on a GPU); reruns resume finished work"
 	for d in $$(echo $(REPRO_DATASETS) | tr , ' '); do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || echo "   (could not build $$d: its column will say so)"; done
 	$(if $(MTA_VERSION),test -d $(TFDS_DIR)/mta_tools/qa/$(MTA_VERSION) || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=mta_tools:$(MTA_VERSION))
-	for b in random bm25 base; do test -f $(REPRO_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(REPRO_DIR)/$$b --data_dir=$(TFDS_DIR) --datasets=$(REPRO_DATASETS) --mta_version=$(MTA_VERSION) || exit 1; done
-	start=$$(date +%s); n=0; total=$$(( $(words $(REPRO_ROWS)) * $(words $(REPRO_SEEDS)) )); \
-	for s in $(REPRO_SEEDS); do for r in $(REPRO_ROWS); do \
-	  wd=$(REPRO_DIR)/$${r}_s$$s; n=$$((n + 1)); \
-	  echo "== [$$n/$$total] $$r seed $$s -> $$wd (elapsed $$(( ($$(date +%s) - start) / 60 )) min)"; \
-	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/$$r.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) --config.dataset_version=$(MTA_VERSION) || exit 1; \
-	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --datasets=$(REPRO_DATASETS) || exit 1; \
-	done; done
-	for s in $(REPRO_SEEDS); do \
-	  wd=$(REPRO_DIR)/mta_metatool_s$$s; echo "== MetaTool-trained MTA, seed $$s -> $$wd"; \
-	  $(BIN)/python experiments/meta_train.py --flagfile=experiments/flags/mta_metatool.flags --workdir=$$wd --config.seed=$$s --config.data_dir=$(TFDS_DIR) || exit 1; \
-	  test -f $$wd/eval.json || $(BIN)/python experiments/evaluate.py --workdir=$$wd --datasets=metatool --name="MTA (trained on MetaTool seen tools)" || exit 1; \
-	done
+	for b in random bm25 base hybrid; do test -f $(REPRO_DIR)/$$b/eval.json || $(BIN)/python experiments/evaluate.py --baseline=$$b --workdir=$(REPRO_DIR)/$$b --data_dir=$(TFDS_DIR) --datasets=$(REPRO_DATASETS) --mta_version=$(MTA_VERSION) || exit 1; done
+	mkdir -p $(REPRO_DIR)/logs; echo "== $(words $(REPRO_ROWS)) rows x $(words $(REPRO_SEEDS)) seeds, $(REPRO_JOBS) at a time; each run's log: $(REPRO_DIR)/logs/<row>_s<seed>.log"
+	printf '%s %s\n' $(foreach s,$(REPRO_SEEDS),$(foreach r,$(REPRO_ROWS),$(r) $(s))) | xargs -n 2 -P $(REPRO_JOBS) sh -c '$(REPRO_ROW)' row
+	printf '%s %s\n' $(foreach s,$(REPRO_SEEDS),mta_metatool $(s)) | xargs -n 2 -P $(REPRO_JOBS) sh -c '$(REPRO_ROW)' row
 	grep -qs '"complete": true' $(REPRO_DIR)/llm_base/eval.json || $(BIN)/python experiments/llm_select.py --flagfile=experiments/flags/llm_base.flags --workdir=$(REPRO_DIR)/llm_base --config.eval.external_data_dir=$(TFDS_DIR) || exit 1
 	$(BIN)/python experiments/report.py --workdirs='$(REPRO_DIR)/*' --out=RESULTS.md --title="Results (make reproduce)" --note="$(REPRO_NOTE)" $$(test -f results/ablation/ABLATION.md && echo --append=results/ablation/ABLATION.md)
 	$(MAKE) --no-print-directory keep-runs

@@ -29,6 +29,7 @@ import numpy as np
 from datasets_tfds import build as build_lib
 from datasets_tfds import external_common as ec
 from mta_jax import data
+from mta_jax import per_query
 from mta_jax import run_eval
 
 DATASETS = ("metatool", "api_bank", "toolalpaca", "apibench")
@@ -82,17 +83,17 @@ def bm25_rows(ds: data.ToolDataset) -> list[dict]:
     sizes = collections.Counter(ds.tools[t].group for t in pool)
     sd_rows = [r for r in rows if sizes[ds.tools[ds.queries[r].tool].group] >= N_WAY]
     res = {"label": row.label, "n": len(rows), "pool": len(pool), "n_sd": len(sd_rows),
-           "sd": run_eval.episode_accuracy(score, ds, sd_rows, "sd", pool_tools=pool)
+           "sd": per_query.episode_accuracy(score, ds, sd_rows, "sd", pool_tools=pool)
                  if sd_rows else None,
-           "cd": run_eval.episode_accuracy(score, ds, rows, "cd", pool_tools=pool),
+           "cd": per_query.episode_accuracy(score, ds, rows, "cd", pool_tools=pool),
            "own": None, "own_size": None}
     if all(ds.queries[r].candidates for r in rows):
-      res["own"] = run_eval.episode_accuracy(score, ds, rows, "own")
+      res["own"] = per_query.episode_accuracy(score, ds, rows, "own")
       res["own_size"] = float(np.mean([len(ds.queries[r].candidates) for r in rows]))
     cands = np.broadcast_to(pool, (len(rows), len(pool)))
     col = {int(t): i for i, t in enumerate(pool)}
     gold = np.array([col[ds.queries[r].tool] for r in rows])
-    res["full"] = run_eval.ranking_metrics(run_eval.score_candidates(score, rows, cands), gold)
+    res["full"] = run_eval.ranking_metrics(per_query.score_candidates(score, rows, cands), gold)
     out.append(res)
   return out
 

@@ -111,31 +111,29 @@ def evaluate_dataset(name, kind, model, encoder, spec, data_dir) -> dict:
   if any(m in hard_tasks.MODES for m in spec.modes):  # the same for every row of the table
     neighbours = hard_tasks.neighbours_for(
         ds, split, hard_tasks.doc_embeddings(ds, _CACHE_DIR.value, encoder))
-  if kind in ("random", "bm25"):
+  cache = None
+  if kind in ("random", "bm25"):  # index-only score functions: no features, no adaptation
     _, main_doc, view_rows = ds.documents(spec.n_views)
     fn = run_eval.random_score_fn(0) if kind == "random" else run_eval.bm25_score_fn(ds)
-    out = run_eval.evaluate(fn, ds, split, main_doc, view_rows, spec, adapts=False,
-                            progress=True, neighbours=neighbours)
-    out["dataset_version"] = ds.version
-    return out
-  fspec = features.FeatureSpec(n_lower=encoder.cfg.num_layers - scorer_cfg.n_top,
-                               q_len=config["features"]["q_len"],
-                               d_len=config["features"]["d_len"], n_views=spec.n_views)
-  cache = features.text_cache(ds, fspec, _CACHE_DIR.value, encoder, lexical=scorer_cfg.lexical)
-  scorer = Scorer(scorer_cfg, encoder.model)
-  meta = meta if meta is not None else baselines.base_meta(scorer)
-  meta = jax.device_put(meta)
-  adapts = meta_cfg.algo.adapts_at_test(meta_cfg)
-  fn = run_eval.model_scorer(scorer, meta_cfg, cache.arrays())(meta)
-  out = run_eval.evaluate(fn, ds, split, cache.main_doc, cache.view_rows, spec, adapts=adapts,
+    adapts = False
+  else:
+    fspec = features.FeatureSpec(n_lower=encoder.cfg.num_layers - scorer_cfg.n_top,
+                                 q_len=config["features"]["q_len"],
+                                 d_len=config["features"]["d_len"], n_views=spec.n_views)
+    cache = features.text_cache(ds, fspec, _CACHE_DIR.value, encoder, lexical=scorer_cfg.lexical)
+    main_doc, view_rows = cache.main_doc, cache.view_rows
+    scorer = Scorer(scorer_cfg, encoder.model)
+    meta = jax.device_put(meta if meta is not None else baselines.base_meta(scorer))
+    adapts = meta_cfg.algo.adapts_at_test(meta_cfg)
+    fn = run_eval.model_scorer(scorer, meta_cfg, cache.arrays())(meta)
+  out = run_eval.evaluate(fn, ds, split, main_doc, view_rows, spec, adapts=adapts,
                           progress=True, neighbours=neighbours)
-  if adapts and meta_cfg.algo.inner_loop and name == "mta_tools":
+  if cache is not None and adapts and meta_cfg.algo.inner_loop and name == "mta_tools":
     sweep = {}
     for n in (int(s) for s in _SWEEP.value):
       mcfg = dataclasses.replace(meta_cfg, inner_steps=n)
       f = run_eval.model_scorer(scorer, mcfg, cache.arrays())(meta)
-      sweep[str(n)] = run_eval.protocol(f, ds, split, "sd", 0, spec, cache.main_doc,
-                                        cache.view_rows)["mean"]
+      sweep[str(n)] = run_eval.protocol(f, ds, split, "sd", 0, spec, main_doc, view_rows)["mean"]
     out["inner_steps_sweep"] = sweep
   out["dataset_version"] = ds.version  # the release scored (report.py prints it)
   return out

@@ -144,7 +144,5 @@ def text_cache(ds: ToolDataset, spec: FeatureSpec, cache_dir: str | os.PathLike,
   lex = None
   if lexical:
     from mta_jax import lexical as lexical_lib  # pylint: disable=import-outside-toplevel
-    lex = lexical_lib.arrays([q.text for q in ds.queries], texts,
-                             [t.document() for t in ds.tools], main_doc, view_rows,
-                             [t.source for t in ds.tools])
+    lex = lexical_lib.for_dataset(ds, spec.n_views)
   return TextCache(main_doc=main_doc, view_rows=view_rows, key=key, lexical=lex, **arrays)

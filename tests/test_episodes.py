@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mta_jax import data, episodes, run_eval, synthetic
+from mta_jax import data, episodes, per_query, run_eval, synthetic
 from datasets_tfds.mta_tools import synthesize
 
 
@@ -82,7 +82,7 @@ def mta():
 @pytest.mark.parametrize("mode", ["sd", "cd"])
 def test_candidate_sets_follow_the_protocol(mta, mode):
   rows = mta.query_indices("test")[:300]
-  cands, labels = run_eval.candidate_sets(np.random.default_rng(0), mta, rows, mode)
+  cands, labels = per_query.candidate_sets(np.random.default_rng(0), mta, rows, mode)
   assert cands.shape == (300, 5)
   gold = np.array([mta.queries[r].tool for r in rows])
   assert np.array_equal(cands[np.arange(300), labels], gold)
@@ -100,8 +100,8 @@ def test_candidate_sets_follow_the_protocol(mta, mode):
 def test_accuracy_and_ranking_metrics():
   cands = np.array([[3, 1, -1], [0, 2, 4]])
   scores = np.array([[0.1, 0.9, 5.0], [0.3, 0.2, 0.1]])
-  assert run_eval.accuracy(scores, cands, np.array([1, 0])) == 1.0  # padded column ignored
-  assert run_eval.accuracy(scores, cands, np.array([0, 0])) == 0.5
+  assert per_query.accuracy(scores, cands, np.array([1, 0])) == 1.0  # padded column ignored
+  assert per_query.accuracy(scores, cands, np.array([0, 0])) == 0.5
   r = run_eval.ranking_metrics(np.array([[0.9, 0.5, 0.1], [0.1, 0.5, 0.9]]), np.array([0, 0]))
   assert r == {"top1": 0.5, "top3": 1.0, "mrr": pytest.approx((1 + 1 / 3) / 2)}
 

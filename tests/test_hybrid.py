@@ -169,3 +169,22 @@ def test_a_union_of_datasets_scores_each_part_against_its_own_corpus():
   np.testing.assert_allclose(arr["q_lex"][:, 2:], lexical.features(QUERIES, DOCS[2:]))
   one = lexical.arrays(QUERIES, DOCS, DOCS, np.arange(4), [np.array([], np.int64)] * 4)
   np.testing.assert_allclose(one["q_lex"], lexical.features(QUERIES, DOCS))
+
+
+def test_for_dataset_lays_the_feature_out_like_the_dataset_documents(mta_ds):
+  """The layout text_cache stores: rows of ds.queries and ds.documents(n), columns of ds.tools."""
+  n_views = 2
+  lex = lexical.for_dataset(mta_ds, n_views)
+  doc_texts, main_doc, view_rows = mta_ds.documents(n_views)
+  chex.assert_shape(lex["q_lex"], (len(mta_ds.queries), len(mta_ds.tools)))
+  chex.assert_shape(lex["d_lex"], (len(doc_texts), len(mta_ds.tools)))
+  np.testing.assert_array_equal(lex["doc_col"][main_doc], np.arange(len(mta_ds.tools)))
+  for t in (0, len(mta_ds.tools) - 1):
+    np.testing.assert_array_equal(lex["doc_col"][view_rows[t]], t)
+  rows = [0, len(mta_ds.queries) // 2, len(mta_ds.queries) - 1]
+  want = lexical.features([mta_ds.queries[i].text for i in rows],
+                          [t.document() for t in mta_ds.tools])
+  np.testing.assert_allclose(lex["q_lex"][rows], want, rtol=1e-6)
+  # Columns are the gold tools: misaligned, top-1 would sit near chance (1/155), not BM25's ~0.6.
+  gold = np.array([q.tool for q in mta_ds.queries])
+  assert (lex["q_lex"].argmax(1) == gold).mean() > 0.3

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mta_jax import bilevel, run_eval
+from mta_jax import bilevel, per_query
 from mta_jax import params as P
 from mta_jax.llm import batches, llama, lora, run, select, weights
 from mta_jax.llm.learner import llm_learner
@@ -53,7 +53,7 @@ def test_prompt_lists_candidates_then_question_and_answer_format(llm_small, mta_
 
 def test_selector_batching_matches_per_episode_scoring_and_compiles_once_per_bucket(llm_small, mta_ds):
   rows = mta_ds.query_indices("test")[::200][:6]
-  cands, _ = run_eval.candidate_sets(np.random.default_rng(0), mta_ds, rows, "cd", 3)
+  cands, _ = per_query.candidate_sets(np.random.default_rng(0), mta_ds, rows, "cd", 3)
   sel = select.Selector(llm_small, mta_ds, select.PromptConfig(max_description_chars=30), batch_size=4,
                         max_new=3)
   out = sel.run(rows, cands)

@@ -28,7 +28,7 @@ import time
 import jax
 import numpy as np
 
-from mta_jax import run_eval
+from mta_jax import per_query
 from mta_jax.llm import run, select, task_eval
 from mta_jax.llm.lm import ANSWER_BUCKETS, PROMPT_BUCKETS, LanguageModel, bucket_for, pad_rows
 
@@ -57,7 +57,7 @@ def main(argv=None):
   ds = run.load_dataset("mta_tools", "")
   model = LanguageModel.pretrained()
   rows = ds.query_indices("test")[::97]
-  cands, _ = run_eval.candidate_sets(np.random.default_rng(0), ds, rows, "sd", 5)
+  cands, _ = per_query.candidate_sets(np.random.default_rng(0), ds, rows, "sd", 5)
   toks = [select.episode_tokens(model, ds, r, c, select.PromptConfig()) for r, c in zip(rows, cands)]
   pad = model.tokenizer.pad_id
   prefill = jax.jit(model.prefill, static_argnums=(3,))

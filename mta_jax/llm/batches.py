@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mta_jax import episodes, run_eval
+from mta_jax import episodes, per_query
 from mta_jax.data import ToolDataset
 from mta_jax.llm import select
 from mta_jax.llm.lm import PROMPT_BUCKETS, LanguageModel, bucket_for
@@ -70,7 +70,7 @@ def sft_batch(rng: np.random.Generator, model: LanguageModel, ds: ToolDataset, r
   with ``take``, only those of its rows (``longest``: see the module's docstring)."""
   picked = rng.choice(rows, size=batch_size, replace=len(rows) < batch_size)
   mode = "sd" if rng.random() < 0.5 else "cd"
-  cands, labels = run_eval.candidate_sets(rng, ds, picked, mode, n_way, pool_tools=pool)
+  cands, labels = per_query.candidate_sets(rng, ds, picked, mode, n_way, pool_tools=pool)
   pairs = []
   for r, c, y in zip(picked[take], cands[take], labels[take]):
     prompt, answers = select.episode_tokens(model, ds, r, c, pcfg)
