@@ -118,6 +118,22 @@ def test_hybrid_logits_mix_dense_and_lexical_terms():
                                 np.argsort(np.asarray(q["lex"]), -1))
 
 
+
+def test_the_selectors_host_mix_equals_the_scorers_mix():
+  """selector_types.mix_scores is Scorer.mix in numpy (long lists score on the host)."""
+  from mta_jax import selector_types  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(3)
+  cos, lex = rng.uniform(-1, 1, (4, 7)).astype(np.float32), rng.random((4, 7)).astype(np.float32)
+  hybrid = _scorer(ScorerConfig(n_top=1, adapt="head+mix", lexical=True, lexical_weight=0.3))
+  params = {**hybrid.init(jax.random.key(0)), "mix/dense": jnp.float32(0.8),
+            "mix/lex": jnp.float32(0.45)}
+  np.testing.assert_allclose(selector_types.mix_scores(params, cos, lex),
+                             hybrid.mix(params, jnp.asarray(cos), jnp.asarray(lex)), rtol=1e-6)
+  dense = _scorer(ScorerConfig(n_top=1, adapt="head"))
+  pd = dense.init(jax.random.key(0))
+  np.testing.assert_array_equal(selector_types.mix_scores(pd, cos, None),
+                                dense.mix(pd, jnp.asarray(cos), None))
+
 def test_adapting_the_mix_without_the_lexical_term_is_a_config_error():
   with pytest.raises(ValueError, match="scorer.lexical is False"):
     ScorerConfig(adapt="head+mix").validate(6)

@@ -16,7 +16,7 @@ the same run, the compile time and the step's compiled temp memory.
 from __future__ import annotations
 
 import argparse
-import ast
+import contextlib
 import json
 import pathlib
 import statistics
@@ -25,12 +25,13 @@ import time
 
 import jax
 import numpy as np
+from absl import flags
+from ml_collections import config_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments" / "configs"))
 
 # pylint: disable=wrong-import-position
-import mta  # experiments/configs/mta.py
 from mta_jax import baselines, bilevel, episodes, run_config
 from mta_jax.models import registry
 from mta_jax.scorer import Scorer
@@ -47,32 +48,25 @@ DEFAULT_ROWS = ("sft", "mta_sd", "sft_hybrid", "mta_hybrid", "protonet_hybrid", 
 N_TOOLS, N_QUERIES, N_VIEWS, N_GROUPS = 101, 60, 4, 7
 
 
-def _value(text: str):
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
 def config_of(row: str):
-  """The config a flagfile row (or a variant of one) trains with."""
+  """The config a flagfile row (or a variant of one) trains with, parsed as meta_train parses it.
+
+  The flagfile goes through absl's own ``--flagfile`` expansion and ml_collections' config flag
+  (``--workdir``, the flagfiles' one other flag, is parsed and unused; any other flag is an
+  error, never silently skipped); a variant's overrides are more ``--config.<key>=<value>``
+  flags after it, so the last one wins as on the command line.
+  """
   base, extra = VARIANTS.get(row, (row, {}))
-  arg, overrides = "sd", {}
-  for line in (ROOT / "experiments" / "flags" / f"{base}.flags").read_text().splitlines():
-    line = line.strip()
-    if line.startswith("--config="):
-      arg = line.split(":", 1)[1] if ":" in line else "sd"
-    elif line.startswith("--config."):
-      key, value = line[len("--config."):].split("=", 1)
-      overrides[key] = _value(value)
-  c = mta.get_config(arg)
-  for key, value in {**overrides, **extra}.items():
-    node = c
-    *path, last = key.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return c
+  argv = ["config_step", f"--flagfile={ROOT / 'experiments' / 'flags' / f'{base}.flags'}"]
+  argv += [f"--config.{k}={v}" for k, v in extra.items()]
+  fv = flags.FlagValues()
+  # sys_argv: the config flag reads its overrides from this argv, not from the process's.
+  config_flags.DEFINE_config_file("config", None, "A get_config(arg) file:arg.", flag_values=fv,
+                                  sys_argv=argv)
+  flags.DEFINE_string("workdir", None, "Unused here.", flag_values=fv)
+  with contextlib.chdir(ROOT):  # the flagfiles name the config file relative to the repository
+    fv(argv)
+  return fv["config"].value
 
 
 def _pool() -> episodes.ToolPool:

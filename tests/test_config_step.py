@@ -1,0 +1,27 @@
+"""experiments/benchmarks/config_step.py reads each row's config as meta_train would."""
+
+import importlib.util
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _module():
+  spec = importlib.util.spec_from_file_location(
+      "config_step", ROOT / "experiments" / "benchmarks" / "config_step.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_flagfile_overrides_and_variants_reach_the_config():
+  cs = _module()
+  # mta_hybrid_mix.flags sets scorer.adapt by a --config. override after its --config= token.
+  assert cs.config_of("mta_hybrid_mix").scorer.adapt == "head+mix"
+  assert cs.config_of("mta_hybrid").scorer.adapt == "head"
+  assert cs.config_of("mta_hybrid").scorer.lexical
+  # A variant is its base flagfile plus more overrides; the base is not changed by it.
+  lora = cs.config_of("mta_top_lora8")
+  assert (lora.scorer.adapt, lora.scorer.lora_rank) == ("lora+head", 8)
+  assert cs.config_of("mta_top").scorer.adapt == "top+head"
+  assert cs.config_of("mta_hybrid_steps5").meta.inner_steps == 5
