@@ -193,6 +193,8 @@ def lever_suffix(scorer_cfg, config: Mapping[str, Any]) -> str:
     default = dict(algo.defaults + algo.fixed).get("learn_inner_lr", "per_tensor")
     if meta["learn_inner_lr"] != default:
       parts.append(f"{meta['learn_inner_lr'].replace('_', '-')} inner rates")
+  if getattr(scorer_cfg, "proto_head", False):
+    parts.append("Proto-MAML init")
   if config.get("episodes", {}).get("hard_fraction", 0) > 0:
     parts.append("hard negatives")
   if "+" in str(config.get("dataset", "")):

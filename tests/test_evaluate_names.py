@@ -27,5 +27,8 @@ def test_each_lever_names_its_row_and_plain_rows_keep_their_names():
           " (hybrid, per-tensor inner rates)")
   assert run_config.lever_suffix(ScorerConfig(), {
       **plain, "meta": {"algorithm": "maml", "learn_inner_lr": "per_tensor"}}) == ""
+  # Proto-MAML: the candidates' class vectors start as their embeddings and adapt too.
+  assert run_config.lever_suffix(ScorerConfig(adapt="head", lexical=True, proto_head=True),
+                                 plain) == " (hybrid, Proto-MAML init)"
   # Old runs' configs (no hard_fraction, no union) are plain rows.
   assert run_config.lever_suffix(ScorerConfig(), {"dataset": "mta_tools"}) == ""
