@@ -286,6 +286,34 @@ def compare(rows, a: str, b: str, n_boot: int = 10_000) -> list[str]:
   return lines + [""]
 
 
+def releases(rows) -> str:
+  """One line naming the release of every dataset scored, and which rows read which where rows
+  differ (a table mixing MTA-Tools 1.0.0 and 1.1.0 says so). Runs whose eval.json predates
+  recorded releases read 1.0.0, then the only release; the line marks them."""
+  seen = collections.defaultdict(lambda: collections.defaultdict(list))  # dataset -> ver -> rows
+  unrecorded = set()
+  for name, runs in rows.items():
+    for r in runs:
+      for d, res in r.get("results", {}).items():
+        if not isinstance(res, dict) or "skipped" in res:
+          continue
+        if not res.get("dataset_version"):
+          unrecorded.add(name)
+        ver = res.get("dataset_version") or "1.0.0"
+        if name not in seen[d][ver]:
+          seen[d][ver].append(name)
+  if not seen or len(unrecorded) == len(rows):
+    return ""  # nothing recorded anywhere: nothing to say
+  same = [f"{d} {next(iter(v))}" for d, v in seen.items() if len(v) == 1]
+  mixed = [f"{d} " + ", ".join(f"{ver} ({'; '.join(names)})" for ver, names in v.items())
+           for d, v in seen.items() if len(v) > 1]
+  text = "Data releases: " + "; ".join(mixed + ([f"every row: {', '.join(same)}"] if same else []))
+  if unrecorded:
+    text += (f". Not recorded by {', '.join(sorted(unrecorded))} (evaluated before releases "
+             "were recorded, when 1.0.0 was the only one)")
+  return text + "."
+
+
 def report(rows, title: str, note: str, plots_rel: str, plots: list[str],
            comparisons: list[list[str]] = ()) -> str:
   """The markdown text of RESULTS.md."""
@@ -297,6 +325,8 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str],
             " on tools never trained on; mean ± std over training seeds, or over 5 episode seeds "
             "for a single run. Adaptation at test time from the candidates' documentation only "
             "(0-shot, the paper's setting).", ""]
+  if releases(rows):
+    lines += [releases(rows), ""]
   header = ["Row"] + [c[0] for c in COLUMNS] + ["runs"]
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   lines.append("| MTA (paper, reported¹) | " + " | ".join(PAPER.get(c[0], "—") for c in COLUMNS)

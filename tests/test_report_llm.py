@@ -33,3 +33,20 @@ def test_git_commit_names_this_checkout():
   import re  # pylint: disable=import-outside-toplevel
   want = r"[0-9a-f]{7,40}(\+dirty)?" if (ROOT / ".git").exists() else "unknown"
   assert re.fullmatch(want, _cli.git_commit())
+
+
+def test_releases_line_names_which_rows_read_which_release():
+  def run(ver_mta, recorded=True):
+    res = {"mta_tools": {"sd": {}}, "toolalpaca": {"sd": {}}, "apibench": {"skipped": "not built"}}
+    if recorded:
+      res["mta_tools"]["dataset_version"] = ver_mta
+      res["toolalpaca"]["dataset_version"] = "1.0.0"
+    return {"results": res}
+  rows = {"SFT": [run("1.1.0"), run("1.1.0")], "MTA": [run("1.1.0")], "LLM": [run("", False)]}
+  line = report.releases(rows)
+  assert line.startswith("Data releases: mta_tools 1.1.0 (SFT; MTA), 1.0.0 (LLM); every row: "
+                         "toolalpaca 1.0.0.")
+  assert "Not recorded by LLM" in line and "apibench" not in line  # skipped: not scored
+  assert report.releases({"LLM": [run("", False)]}) == ""  # nothing recorded: no line
+  assert report.releases({"SFT": [run("1.1.0")]}) == (
+      "Data releases: every row: mta_tools 1.1.0, toolalpaca 1.0.0.")
