@@ -230,6 +230,35 @@ def _discriminating(rows) -> list[str]:
   return lines + [""]
 
 
+def _subsets(rows) -> list[str]:
+  """MTA-Tools test subsets (1.1.0: tools that are an antonym or variant of a training tool, and
+  the rest), 0-shot, for the rows whose eval.json has ``per_subset``; [] when none has."""
+  def sub(r, mode, s):
+    return r["results"].get("mta_tools", {}).get(mode, {}).get("0shot", {}).get(
+        "per_subset", {}).get(s)
+  names = sorted({s for runs in rows.values() for r in runs for s in
+                  r["results"].get("mta_tools", {}).get("sd", {}).get("0shot", {}).get(
+                      "per_subset", {})})
+  if not names:
+    return []
+  modes = ("sd", "cd", "hard5")
+  lines = ["## MTA-Tools test subsets (0-shot)", "",
+           "Unseen tools that are an antonym or a close variant of a training tool "
+           "(`turn_on_lights` next to a trained `turn_off_lights`; MTA-Tools 1.1.0's "
+           "`test_subsets`) and the other unseen tools; SD / CD / hard 5-way, mean ± std over "
+           "training seeds (each run's per-subset accuracy pools its episode seeds).", "",
+           "| Row | " + " | ".join(f"{s.replace('_', ' ')} SD / CD / hard 5" for s in names)
+           + " |", "|" + "---|" * (len(names) + 1)]
+  for name, runs in rows.items():
+    cells = []
+    for s in names:
+      per = [[sub(r, m, s) for r in runs] for m in modes]
+      cells.append(" / ".join(_fmt(v) if all(x is not None for x in v) else "—" for v in per))
+    if any(c.replace(" / ", "").replace("—", "") for c in cells):
+      lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return lines + [""]
+
+
 def _values(run, dataset, mode, metric, shot):
   """{query row: value} of one run's protocol, or None without per-query results."""
   res = run["results"].get(dataset, {})
@@ -352,6 +381,7 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str],
   lines += ["", "Rows without an inner loop (Random, BM25, Base, SFT) do not adapt: their K-shot "
             "cells repeat 0-shot.", ""]
   lines += _discriminating(rows)
+  lines += _subsets(rows)
   lines += ["## Commands", ""]
   for name, runs in rows.items():
     for r in runs:

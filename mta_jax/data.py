@@ -77,6 +77,15 @@ class Query:
   candidates: tuple[str, ...] = ()
   tags: tuple[str, ...] = ()
 
+  @property
+  def subset(self) -> str | None:
+    """The test subset the query's tool belongs to (MTA-Tools 1.1.0 ``test_subsets``, e.g.
+    ``antonym_or_variant``; tag ``test_subset:<name>``), None when the dataset names none."""
+    for tag in self.tags:
+      if tag.startswith("test_subset:"):
+        return tag[len("test_subset:"):]
+    return None
+
 
 @dataclasses.dataclass
 class ToolDataset:
@@ -228,11 +237,19 @@ def from_jsonl(data_dir: str | pathlib.Path) -> ToolDataset:
                                f"{q['tool_index']!r}, but tools.jsonl has {len(tools)} tools")
   # Parameters as the TFDS schema stores them (keys sorted, datasets_tfds/schema.py), so a tool's
   # document is the same text whichever way the dataset is loaded.
-  meta = root / "metadata.json"  # 1.1.0 and later name their version there; 1.0.0 has none
-  version = json.loads(meta.read_text("utf-8")).get("version", "") if meta.is_file() else ""
+  meta_path = root / "metadata.json"  # 1.1.0 and later name their version there; 1.0.0 has none
+  meta = json.loads(meta_path.read_text("utf-8")) if meta_path.is_file() else {}
+  version = meta.get("version", "")
+  # Test subsets (1.1.0: antonyms/variants of a training tool and the rest) as the TFDS build
+  # tags its test records, so both loaders give the same Query.subset.
+  subset_of = {n: s for s, names in meta.get("test_subsets", {}).items() for n in names}
+  subset_tag = lambda q: ((f"test_subset:{subset_of[tools[q['tool_index']]['name']]}",)
+                          if q["split"] == "test" and tools[q["tool_index"]]["name"] in subset_of
+                          else ())
   return ToolDataset(
       "mta_tools",
       [Tool(t["index"], t["name"], t["description"],
             json.loads(json.dumps(t["parameters"], sort_keys=True)), t["domain"], t["split"])
        for t in tools],
-      [Query(q["id"], q["query"], q["tool_index"], q["split"], q["style"]) for q in qa], version)
+      [Query(q["id"], q["query"], q["tool_index"], q["split"], q["style"], tags=subset_tag(q))
+       for q in qa], version)

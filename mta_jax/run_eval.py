@@ -215,7 +215,8 @@ def scored_rows(split: Split) -> np.ndarray:
 def protocol(score_fn: ScoreFn, ds: ToolDataset, split: Split, mode: str, k_shot: int,
              spec: EvalSpec, main_doc, view_rows, neighbours=None,
              per_query: bool = False) -> dict:
-  """Top-1 accuracy, mean ± std over ``spec.seeds``, with per-group accuracy.
+  """Top-1 accuracy, mean ± std over ``spec.seeds``, with per-group accuracy (and per test
+  subset, ``Query.subset``, when the dataset names subsets).
 
   ``mode``: ``sd``, ``cd`` or a hard mode of ``mta_jax.hard_tasks`` (needs ``neighbours``).
   ``per_query``: also the per-query hits over the seeds (``mta_jax.paired``)."""
@@ -226,7 +227,7 @@ def protocol(score_fn: ScoreFn, ds: ToolDataset, split: Split, mode: str, k_shot
     from mta_jax import hard_tasks as hard  # pylint: disable=import-outside-toplevel
     if why := hard.skip_reason(split, mode, neighbours):
       raise ValueError(why)
-  accs, per_group, seed_rows, seed_hits = [], {}, [], []
+  accs, per_group, per_subset, seed_rows, seed_hits = [], {}, {}, [], []
   for seed in spec.seeds:
     rng = np.random.default_rng([seed, k_shot, MODE_IDS[mode]])
     if hard is None:
@@ -242,9 +243,13 @@ def protocol(score_fn: ScoreFn, ds: ToolDataset, split: Split, mode: str, k_shot
     seed_hits.append(hits)
     for r, h in zip(rows, hits):
       per_group.setdefault(ds.tools[ds.queries[r].tool].group, []).append(float(h))
+      if (sub := ds.queries[r].subset) is not None:
+        per_subset.setdefault(sub, []).append(float(h))
   out = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "per_seed": accs,
          "n_queries": int(len(labels)),
          "per_group": {g: float(np.mean(v)) for g, v in sorted(per_group.items())}}
+  if per_subset:  # the dataset names test subsets (MTA-Tools 1.1.0): accuracy on each
+    out["per_subset"] = {s: float(np.mean(v)) for s, v in sorted(per_subset.items())}
   if hard is not None:
     out["tasks"] = {"n_way": hard.MODES[mode], "n_tasks": int(len(split.scored_tools)),
                     "candidate_sets_sha": neighbours.fingerprint(hard.MODES[mode]),

@@ -50,3 +50,16 @@ def test_releases_line_names_which_rows_read_which_release():
   assert report.releases({"LLM": [run("", False)]}) == ""  # nothing recorded: no line
   assert report.releases({"SFT": [run("1.1.0")]}) == (
       "Data releases: every row: mta_tools 1.1.0, toolalpaca 1.0.0.")
+
+
+def test_subsets_table_has_each_rows_subset_accuracy_and_skips_rows_without():
+  def run(a, o):
+    cell = lambda: {"0shot": {"mean": 0.5, "per_subset": {"antonym_or_variant": a, "other": o}}}
+    return {"results": {"mta_tools": {"sd": cell(), "cd": cell(), "hard5": cell()}}}
+  old = {"results": {"mta_tools": {"sd": {"0shot": {"mean": 0.5}}}}}
+  lines = report._subsets({"MTA": [run(0.8, 0.9), run(0.6, 0.9)], "Old": [old]})
+  row = next(l for l in lines if l.startswith("| MTA |"))
+  assert row == ("| MTA | 70.00 ± 10.00 / 70.00 ± 10.00 / 70.00 ± 10.00 | "
+                 "90.00 ± 0.00 / 90.00 ± 0.00 / 90.00 ± 0.00 |")
+  assert not any(l.startswith("| Old |") for l in lines)
+  assert report._subsets({"Old": [old]}) == []

@@ -171,3 +171,31 @@ def test_bm25_scores_the_lexical_match_first():
                           run_eval.EvalSpec(seeds=(0,), shots=("0shot",)), adapts=False)
   # Each query names its tool's number, which only that tool's description contains.
   assert out["sd"]["0shot"]["mean"] == 1.0
+
+
+def test_mta_tools_11_test_subsets_are_scored_apart_and_add_up():
+  """1.1.0 names its antonym/variant test tools (metadata.json ``test_subsets``): each protocol
+  gives accuracy on each subset, and the subsets' query-weighted mean is the overall accuracy."""
+  import json  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  from mta_jax import data  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(__file__).resolve().parents[1] / "datasets_tfds/mta_tools/data/1.1.0"
+  ds = data.from_jsonl(root)
+  subsets = json.loads((root / "metadata.json").read_text())["test_subsets"]
+  for q in ds.queries:  # only test queries carry a subset, the one naming their tool
+    want = next((s for s, names in subsets.items() if ds.tools[q.tool].name in names), None)
+    assert q.subset == (want if q.split == "test" else None)
+  split = run_eval.split_for(ds, "test")
+  _, main, views = ds.documents(2)
+  spec = run_eval.EvalSpec(seeds=(0,), shots=("0shot",), modes=("sd",), full_pool=False)
+  res = run_eval.protocol(run_eval.bm25_score_fn(ds), ds, split, "sd", 0, spec, main, views)
+  n = collections.Counter(q.subset for q in ds.queries if q.split == "test")
+  assert set(res["per_subset"]) == set(subsets) == set(n)
+  weighted = sum(res["per_subset"][s] * n[s] for s in n) / sum(n.values())
+  assert weighted == pytest.approx(res["mean"], abs=1e-9)
+  # 1.0.0 names no subsets: no per_subset key.
+  old = data.from_jsonl(root.parent)
+  split0 = run_eval.split_for(old, "test")
+  _, main0, views0 = old.documents(2)
+  assert "per_subset" not in run_eval.protocol(run_eval.bm25_score_fn(old), old, split0, "sd", 0,
+                                               spec, main0, views0)
