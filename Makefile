@@ -38,18 +38,22 @@ demo: venv
 	  --out=$(DEMO_DIR)/RESULTS.md --title="Demo results (make demo)" \
 	  --note="Demo configuration (experiments/flags/demo.flags, demo_sft.flags): 300 training steps, head adapted on frozen MiniLM sentence embeddings, the hybrid scorer (dense cosine + a BM25 term with meta-learned weights) for MTA and SFT alike, hard-negative episodes for MTA, one training seed. Not the paper-scale runs of make reproduce."
 
-# make reproduce: every row of RESULTS.md (5 training seeds each), every dataset that is built.
-# MTA_VERSION=1.1.0 runs the encoder rows and the baselines on MTA-Tools 1.1.0 (built if missing)
-# in their own folder; empty: the builder's default release, 1.0.0. eval.json records the
-# release of every dataset scored and report.py prints it. (The LLM row reads 1.0.0.)
-MTA_VERSION ?=
+# make reproduce: every row of RESULTS.md (5 training seeds each), every dataset that is built,
+# the encoder rows and the baselines on MTA-Tools 1.1.0 (built if missing). MTA_VERSION=1.0.0
+# (or empty: the builder's default) reruns the first release in its own folder, its raw runs
+# kept in results/runs_mta1.0.0. eval.json records the release of every dataset scored and
+# report.py prints it. (The LLM row reads the builder's default, 1.0.0.) REPRO_JOBS=2 trains
+# two runs at a time (each ~1 core of JAX work): ~1 h of training on 2 cores instead of ~2.
+MTA_VERSION ?= 1.1.0
 REPRO_DIR := workdirs/reproduce$(if $(MTA_VERSION),_mta$(MTA_VERSION))
+REPRO_RUNS := $(if $(filter 1.1.0,$(MTA_VERSION)),results/runs,results/runs_mta$(or $(MTA_VERSION),1.0.0))
 REPRO_SEEDS := 0 1 2 3 4
 # Issue 18: SFT, ProtoNet and MTA with the hybrid scorer (MTA with hard-negative episodes: the
-# best MTA variant on validation tools in make ablation); FOMAML and Reptile as before.
-REPRO_ROWS := sft_hybrid protonet_hybrid fomaml reptile mta_hybrid_hard
+# best MTA variant on validation tools in make ablation); FOMAML and Reptile in MTA's
+# configuration (hybrid, hard negatives), so that only the algorithm differs between them.
+REPRO_ROWS := sft_hybrid protonet_hybrid fomaml_hybrid_hard reptile_hybrid_hard mta_hybrid_hard
 REPRO_DATASETS := mta_tools,metatool,api_bank,toolalpaca,apibench
-REPRO_NOTE := Encoder rows: MiniLM-L6 sentence embeddings (frozen) with a meta-learned 384x384 head adapted per task, 5 training seeds each (experiments/flags/<row>.flags); SFT, ProtoNet and MTA with the hybrid scorer (dense cosine + a BM25 term with meta-learned weights), MTA with hard-negative episodes. LLM row: SmolLM2-135M-Instruct prompted with the 5 candidates, scored on a deterministic subset of the same tasks (see its Commands lines), 3 episode seeds; full LoRA SFT and MTA-LoRA rows need a GPU (experiments/flags/llm_sft.flags, llm_mta.flags) and are not run here.
+REPRO_NOTE := Encoder rows: MiniLM-L6 sentence embeddings (frozen) with a meta-learned 384x384 head adapted per task, 5 training seeds each (experiments/flags/<row>.flags), trained and scored on MTA-Tools $(or $(MTA_VERSION),1.0.0); SFT, ProtoNet and MTA with the hybrid scorer (dense cosine + a BM25 term with meta-learned weights), MTA with hard-negative episodes: the configuration chosen on validation tools in the ablation below (MTA-Tools 1.0.0), not re-tuned on 1.1.0. The MetaTool-trained MTA reads MetaTool only. LLM row: SmolLM2-135M-Instruct prompted with the 5 candidates, scored on a deterministic subset of the same tasks (see its Commands lines; it reads MTA-Tools 1.0.0), 3 episode seeds; full LoRA SFT and MTA-LoRA rows need a GPU (experiments/flags/llm_sft.flags, llm_mta.flags) and are not run here. make reproduce resumes: a run whose eval.json exists is kept, not rerun, and its Commands line below names the commit and date it ran at (a fresh reproduce runs every row).
 # One training run of make reproduce ($$1 = row, $$2 = seed): skipped when its eval.json exists
 # (reruns resume; a run whose eval.json is missing resumes from its last checkpoint). The
 # MetaTool-trained row reads MetaTool only, so it is scored there and named for it.
@@ -70,7 +74,7 @@ reproduce: venv
 	@echo "   3. train + evaluate $(REPRO_ROWS) x seeds $(REPRO_SEEDS), REPRO_JOBS=$(REPRO_JOBS) at a time   25 x ~2-8 min"
 	@echo "   4. MTA meta-trained on MetaTool's seen tools x seeds $(REPRO_SEEDS) (the labelled variant)  5 x ~4 min"
 	@echo "   5. LLM Base row: SmolLM2-135M-Instruct prompt on subsets sized for the CPU (llm_base.flags)  ~1.5 h (MTA-Tools 37 min, APIBench 32 min, the rest 20-30 min)"
-	@echo "   6. report -> RESULTS.md and results/*.png; raw results -> results/runs/"
+	@echo "   6. report -> RESULTS.md and results/*.png; raw results -> $(REPRO_RUNS)/"
 	@echo "   ETA: about 2.5-3 h on a 2-core CPU with REPRO_JOBS=2 (minutes on a GPU); reruns resume finished work"
 	for d in $$(echo $(REPRO_DATASETS) | tr , ' '); do test -d $(TFDS_DIR)/$$d/qa || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=$$d || echo "   (could not build $$d: its column will say so)"; done
 	$(if $(MTA_VERSION),test -d $(TFDS_DIR)/mta_tools/qa/$(MTA_VERSION) || $(BIN)/python -m datasets_tfds.build --data_dir=$(TFDS_DIR) --datasets=mta_tools:$(MTA_VERSION))
@@ -83,11 +87,12 @@ reproduce: venv
 	$(MAKE) --no-print-directory keep-runs
 
 # Copies each reproduce run's results (eval.json, metrics.jsonl, command.txt: kilobytes) into
-# results/runs/ so they are committed with RESULTS.md; re-render the table from them with
+# results/runs/ (1.1.0; results/runs_mta1.0.0/ for 1.0.0) so they are committed with RESULTS.md;
+# re-render the table from them with
 #   .venv/bin/python experiments/report.py --workdirs='results/runs/*' --out=RESULTS.md ...
 .PHONY: keep-runs
 keep-runs:
-	for wd in $(REPRO_DIR)/*/; do test -f $$wd/eval.json || continue; d=results/runs/$$(basename $$wd); \
+	for wd in $(REPRO_DIR)/*/; do test -f $$wd/eval.json || continue; d=$(REPRO_RUNS)/$$(basename $$wd); \
 	  mkdir -p $$d && cp $$wd/eval.json $$d/ && for f in metrics.jsonl command.txt; do test ! -f $$wd/$$f || cp $$wd/$$f $$d/; done; done
 
 # make tune-hybrid: the hybrid scorer's BM25 weight (scorer.lexical_weight, the initial mix/lex)
