@@ -162,11 +162,32 @@ def _text(v) -> str:
   return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
+# The release read when none is asked for: each builder's ``VERSION`` (tests/test_data_versions.py
+# checks they agree). TFDS itself, without the builder's code imported, would read the *newest*
+# version built in the folder, so a data dir holding MTA-Tools 1.0.0 and 1.1.0 would silently
+# give 1.1.0 to a config that means the default.
+DEFAULT_VERSIONS = {"mta_tools": "1.0.0"}
+
+
+def default_version(name: str, root: pathlib.Path) -> str | None:
+  """The version ``load`` reads for ``version=None``: the dataset's default release when it is
+  built, else the one version built (None: let TFDS find it). Two or more built without the
+  default is ambiguous: an error naming them."""
+  built = sorted(p.name for p in (root / name / "tools").glob("*.*.*") if p.is_dir())
+  pinned = DEFAULT_VERSIONS.get(name)
+  if pinned in built or len(built) <= 1:
+    return pinned if pinned in built else None
+  raise DatasetNotFoundError(
+      f"dataset {name!r}: versions {', '.join(built)} are built in {root.absolute()} but not "
+      f"the default {pinned}: name one (config.dataset_version / --mta_version)")
+
+
 def load(name: str, data_dir: str | pathlib.Path, version: str | None = None) -> ToolDataset:
   """Reads ``name``'s ``tools`` and ``qa`` configs from a TFDS ``data_dir`` (array_record).
 
-  ``version`` (e.g. "1.1.0" for MTA-Tools 1.1) pins the dataset version; None keeps TFDS's
-  choice (the builder's default version when its code is imported, else the newest built)."""
+  ``version`` (e.g. "1.1.0" for MTA-Tools 1.1) pins the dataset version; None reads the
+  dataset's default release (``DEFAULT_VERSIONS``; MTA-Tools 1.0.0) even when newer ones are
+  built beside it, or the one version built (``default_version``)."""
   check_name(name)
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   root = pathlib.Path(data_dir)
@@ -174,6 +195,7 @@ def load(name: str, data_dir: str | pathlib.Path, version: str | None = None) ->
     raise DatasetNotFoundError(
         f"dataset {name!r} is not built in {root.absolute()}: build it with "
         f"`python -m datasets_tfds.build --data_dir={root} --datasets={name}` (or `make data`)")
+  version = version or default_version(name, root)
   if version and not (root / name / "tools" / version).exists():
     raise DatasetNotFoundError(
         f"dataset {name!r} version {version} is not built in {root.absolute()}: build it with "

@@ -509,3 +509,39 @@ def test_build_command_builds_a_named_version_and_names_an_unknown_one(tmp_path)
   assert bad.returncode == 1
   assert bad.stderr.strip().splitlines()[-1].startswith(
       "build: error: mta_tools: Dataset mta_tools cannot be loaded at version 9.9.9")
+
+
+def test_unpinned_load_reads_the_default_release_when_both_are_built(built, built_1_1, tmp_path):
+  """A data dir with 1.0.0 and 1.1.0: TFDS alone reads the newest, so ``data.load`` pins the
+  default (1.0.0) unless a version is asked for. In a fresh process that has not imported the
+  builder (as meta_train and evaluate are), where TFDS's own choice would be 1.1.0."""
+  both = tmp_path / "both"
+  for root in (built, built_1_1):
+    shutil.copytree(root / "mta_tools", both / "mta_tools", dirs_exist_ok=True)
+  code = textwrap.dedent(f"""
+      import sys, json
+      from mta_jax import data
+      got = {{v: data.load("mta_tools", {str(both)!r}, version=v).version for v in (None, "1.1.0")}}
+      assert not any(m.startswith("datasets_tfds") for m in sys.modules), "imported the builder"
+      print(json.dumps(got))
+  """)
+  root = pathlib.Path(__file__).resolve().parents[2]
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert json.loads(out.stdout.strip().splitlines()[-1]) == {"null": "1.0.0", "1.1.0": "1.1.0"}
+
+
+def test_default_versions_agree_with_the_builders_and_ambiguity_is_an_error(tmp_path):
+  from mta_jax import data  # pylint: disable=import-outside-toplevel
+  from datasets_tfds.mta_tools import mta_tools_dataset_builder as mb  # pylint: disable=import-outside-toplevel
+  assert data.DEFAULT_VERSIONS["mta_tools"] == str(mb.Builder.VERSION)
+  def built(*versions):
+    root = tmp_path / "_".join(versions)
+    for v in versions:
+      (root / "mta_tools" / "tools" / v).mkdir(parents=True)
+    return root
+  assert data.default_version("mta_tools", built("1.0.0", "1.1.0")) == "1.0.0"
+  assert data.default_version("mta_tools", built("1.1.0")) is None  # the one built: TFDS's pick
+  with pytest.raises(data.DatasetNotFoundError, match="versions 1.1.0, 1.2.0 are built"):
+    data.default_version("mta_tools", built("1.1.0", "1.2.0"))
