@@ -25,3 +25,11 @@ def test_flagfile_overrides_and_variants_reach_the_config():
   assert (lora.scorer.adapt, lora.scorer.lora_rank) == ("lora+head", 8)
   assert cs.config_of("mta_top").scorer.adapt == "top+head"
   assert cs.config_of("mta_hybrid_steps5").meta.inner_steps == 5
+
+
+def test_the_gpu_sized_capacity_rows_parse_to_what_their_comments_say():
+  cs = _module()
+  top, lora = cs.config_of("mta_hybrid_top"), cs.config_of("mta_hybrid_lora8")
+  assert (top.scorer.n_top, top.scorer.adapt, top.scorer.lexical) == (1, "top+head", True)
+  assert (lora.scorer.n_top, lora.scorer.adapt, lora.scorer.lora_rank) == (1, "lora+head", 8)
+  assert lora.scorer.lexical
