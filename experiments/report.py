@@ -114,8 +114,16 @@ def _load(patterns):
         r = json.loads(path.read_text())
         r["_dir"] = wd
         rows.setdefault(r["row"], []).append(r)
-  return collections.OrderedDict(sorted(rows.items(), key=lambda kv: (
-      ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
+  return collections.OrderedDict(sorted(rows.items(), key=lambda kv: _order_key(kv[0])))
+
+
+def _order_key(name: str) -> tuple:
+  """Table order: ``ORDER``; a row with levers ("SFT (hybrid)") sits right after its plain
+  row ("SFT"), the plain row first; unknown rows last, by name."""
+  if name in ORDER:
+    return (ORDER.index(name), 0, name)
+  base = name.split(" (")[0]
+  return (ORDER.index(base), 1, name) if base in ORDER else (len(ORDER), 0, name)
 
 
 def _plots(rows, out_dir: pathlib.Path) -> list[str]:

@@ -63,3 +63,11 @@ def test_subsets_table_has_each_rows_subset_accuracy_and_skips_rows_without():
                  "90.00 ± 0.00 / 90.00 ± 0.00 / 90.00 ± 0.00 |")
   assert not any(l.startswith("| Old |") for l in lines)
   assert report._subsets({"Old": [old]}) == []
+
+
+def test_rows_with_levers_sit_after_their_algorithms_plain_row():
+  names = ["MTA (hybrid, hard negatives)", "LLM Base (SmolLM2-135M, prompt)", "SFT (hybrid)",
+           "Zzz", "BM25", "MTA (trained on MetaTool seen tools)", "MTA", "ProtoNet (hybrid)"]
+  got = sorted(names, key=report._order_key)
+  assert got == ["BM25", "SFT (hybrid)", "ProtoNet (hybrid)", "MTA", "MTA (hybrid, hard negatives)",
+                 "MTA (trained on MetaTool seen tools)", "LLM Base (SmolLM2-135M, prompt)", "Zzz"]
