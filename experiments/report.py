@@ -262,7 +262,7 @@ def _subsets(rows) -> list[str]:
     for s in names:
       per = [[sub(r, m, s) for r in runs] for m in modes]
       cells.append(" / ".join(_fmt(v) if all(x is not None for x in v) else "—" for v in per))
-    if any(c.replace(" / ", "").replace("—", "") for c in cells):
+    if any(sub(r, m, s) is not None for r in runs for m in modes for s in names):
       lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return lines + [""]
 
@@ -362,8 +362,8 @@ def report(rows, title: str, note: str, plots_rel: str, plots: list[str],
             " on tools never trained on; mean ± std over training seeds, or over 5 episode seeds "
             "for a single run. Adaptation at test time from the candidates' documentation only "
             "(0-shot, the paper's setting).", ""]
-  if releases(rows):
-    lines += [releases(rows), ""]
+  if releases_line := releases(rows):
+    lines += [releases_line, ""]
   header = ["Row"] + [c[0] for c in COLUMNS] + ["runs"]
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   lines.append("| MTA (paper, reported¹) | " + " | ".join(PAPER.get(c[0], "—") for c in COLUMNS)

@@ -162,8 +162,8 @@ def _text(v) -> str:
   return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
-# The release read when none is asked for: each builder's ``VERSION`` (tests/test_data_versions.py
-# checks they agree). TFDS itself, without the builder's code imported, would read the *newest*
+# The release read when none is asked for: each builder's ``VERSION`` (the MTA-Tools builder's
+# test checks they agree). TFDS itself, without the builder's code imported, would read the *newest*
 # version built in the folder, so a data dir holding MTA-Tools 1.0.0 and 1.1.0 would silently
 # give 1.1.0 to a config that means the default.
 DEFAULT_VERSIONS = {"mta_tools": "1.0.0"}
@@ -175,8 +175,10 @@ def default_version(name: str, root: pathlib.Path) -> str | None:
   default is ambiguous: an error naming them."""
   built = sorted(p.name for p in (root / name / "tools").glob("*.*.*") if p.is_dir())
   pinned = DEFAULT_VERSIONS.get(name)
-  if pinned in built or len(built) <= 1:
-    return pinned if pinned in built else None
+  if pinned in built:
+    return pinned
+  if len(built) <= 1:
+    return None
   raise DatasetNotFoundError(
       f"dataset {name!r}: versions {', '.join(built)} are built in {root.absolute()} but not "
       f"the default {pinned}: name one (config.dataset_version / --mta_version)")
@@ -265,13 +267,13 @@ def from_jsonl(data_dir: str | pathlib.Path) -> ToolDataset:
   # Test subsets (1.1.0: antonyms/variants of a training tool and the rest) as the TFDS build
   # tags its test records, so both loaders give the same Query.subset.
   subset_of = {n: s for s, names in meta.get("test_subsets", {}).items() for n in names}
-  subset_tag = lambda q: ((f"test_subset:{subset_of[tools[q['tool_index']]['name']]}",)
-                          if q["split"] == "test" and tools[q["tool_index"]]["name"] in subset_of
-                          else ())
+  tool_tags = [(f"test_subset:{subset_of[t['name']]}",) if t["name"] in subset_of else ()
+               for t in tools]
   return ToolDataset(
       "mta_tools",
       [Tool(t["index"], t["name"], t["description"],
             json.loads(json.dumps(t["parameters"], sort_keys=True)), t["domain"], t["split"])
        for t in tools],
-      [Query(q["id"], q["query"], q["tool_index"], q["split"], q["style"], tags=subset_tag(q))
-       for q in qa], version)
+      [Query(q["id"], q["query"], q["tool_index"], q["split"], q["style"],
+             tags=tool_tags[q["tool_index"]] if q["split"] == "test" else ()) for q in qa],
+      version)
